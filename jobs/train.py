@@ -1,0 +1,143 @@
+"""Train: the PyTorch MLP and the HistGradientBoosting baseline on the window before the data date.
+
+Both runs are tracked in MLflow; the MLP is registered as a new version with alias `challenger`.
+A rerun with the same data, parameters and code reuses the version it made the first time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import date, timedelta
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from nightshift import offline, store
+from nightshift.features import Preprocessor
+from nightshift.metrics import auc_and_log_loss
+from nightshift.settings import Settings, get_settings
+from nightshift.spec import DatasetSpec
+from nightshift.version import code_version
+from registry import aliases
+from registry.packaging import log_scorer
+from registry.tracking import configure
+
+
+def windows(data_date: date, settings: Settings) -> tuple[list[date], list[date]]:
+    """(training days, holdout days): the holdout is the most recent days, ending on the data date."""
+    holdout_start = data_date - timedelta(days=settings.holdout_days - 1)
+    train_end = holdout_start - timedelta(days=1)
+    train_start = train_end - timedelta(days=settings.train_days - 1)
+    return offline.days(train_start, train_end), offline.days(holdout_start, data_date)
+
+
+def load_window(spec: DatasetSpec, settings: Settings, wanted: list[date], what: str,
+                min_days: int) -> tuple[pd.DataFrame, np.ndarray, list[date]]:
+    """Labelled rows of the partitions in `wanted`; a clear error when fewer than min_days exist."""
+    frame, found = offline.read_days(settings.offline_dir, spec.name, wanted)
+    if len(found) < min_days:
+        raise ValueError(f"{what} window {wanted[0]}..{wanted[-1]} has {len(found)} ingested day(s) of "
+                         f"{spec.name}, needs at least {min_days}; ingest those dates first")
+    y = offline.labels(spec, frame)
+    keep = ~np.isnan(y)
+    return frame[keep].reset_index(drop=True), y[keep], found
+
+
+def training_params(settings: Settings, data_date: date) -> dict[str, Any]:
+    """Everything that decides what gets trained (it forms the idempotency key with the data)."""
+    return {
+        "data_date": data_date.isoformat(), "train_days": settings.train_days,
+        "holdout_days": settings.holdout_days, "max_epochs": settings.max_epochs,
+        "patience": settings.patience, "batch_size": settings.batch_size,
+        "learning_rate": settings.learning_rate, "seed": settings.seed,
+    }
+
+
+def train(data_date: date, *, settings: Settings | None = None, actor: str = "cli", reason: str = "",
+          log: Any = print) -> dict[str, Any]:
+    """Train (or reuse) the candidate for data_date; returns a small reference: version and run ids."""
+    t0 = time.perf_counter()
+    settings = settings or get_settings()
+    spec = settings.spec()
+    client = configure(settings, spec.name)
+    name = settings.model_name(spec.name)
+    train_wanted, holdout_wanted = windows(data_date, settings)
+    train_df, y_train, train_found = load_window(spec, settings, train_wanted, "training", settings.min_train_days)
+    holdout_df, y_hold, hold_found = load_window(spec, settings, holdout_wanted, "holdout", 1)
+    fp = offline.fingerprint(settings.offline_dir, spec.name, train_found + hold_found)
+    params = training_params(settings, data_date)
+    code = code_version()
+    run_key = hashlib.sha256(json.dumps([spec.name, fp, params, code.removesuffix("-dirty")],
+                                        sort_keys=True).encode()).hexdigest()[:16]
+
+    aliases.ensure_model(client, name, description=spec.description)
+    existing = aliases.find_version(client, name, run_key=run_key)
+    if existing is not None:
+        log(f"reusing model version {existing.version}: same data (fingerprint {fp}), parameters and code")
+        return {"version": str(existing.version), "run_id": existing.run_id,
+                "baseline_run_id": existing.tags.get("baseline_run_id", ""), "data_date": data_date.isoformat(),
+                "reused": True, "seconds": time.perf_counter() - t0}
+
+    log(f"training {spec.name} for {data_date}: {len(train_df)} rows from {len(train_found)} day(s) "
+        f"{train_found[0]}..{train_found[-1]}, holdout {len(holdout_df)} rows {hold_found[0]}..{hold_found[-1]}")
+    pre = Preprocessor.fit(spec, train_df)
+    num, cat = pre.transform(train_df)
+    example = train_df[spec.raw_inputs].head(20)
+    interval = f"{train_found[0]}..{hold_found[-1]}"
+    tags = {"dataset": spec.name, "data_date": data_date.isoformat(), "data_interval": interval,
+            "data_fingerprint": fp, "code_version": code, "run_key": run_key, "actor": actor}
+    if reason:
+        tags["trigger_reason"] = reason
+
+    from nightshift.model import HGBScorer, MLPScorer, fit_mlp
+
+    with mlflow.start_run(run_name=f"mlp {data_date}") as mlp_run:
+        mlflow.set_tags({**tags, "model_kind": "mlp"})
+        mlflow.log_params({**params, "train_rows": len(train_df), "holdout_rows": len(holdout_df)})
+        fit = fit_mlp(num, cat, y_train, pre.cardinalities, max_epochs=settings.max_epochs,
+                      patience=settings.patience, batch_size=settings.batch_size, lr=settings.learning_rate,
+                      seed=settings.seed, device=settings.device, log=log)
+        for i, sec in enumerate(fit.epoch_seconds, start=1):
+            mlflow.log_metric("epoch_seconds", sec, step=i)
+        mlp = MLPScorer(pre, fit.state_dict, fit.config, device="cpu")
+        auc, ll = auc_and_log_loss(y_hold, mlp.predict_proba(holdout_df))
+        mlflow.log_metrics({"holdout_auc": auc, "holdout_log_loss": ll, "best_val_log_loss": fit.best_val_loss,
+                            "epochs": fit.epochs, "best_epoch": fit.best_epoch, "train_seconds": fit.train_seconds,
+                            "mean_epoch_seconds": float(np.mean(fit.epoch_seconds))})
+        mlflow.set_tag("device", fit.device)
+        info = log_scorer(mlp, example)
+        log(f"MLP: holdout AUC {auc:.4f}, log loss {ll:.4f}, {fit.epochs} epochs in {fit.train_seconds:.1f}s "
+            f"on {fit.device}")
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    with mlflow.start_run(run_name=f"baseline {data_date}") as base_run:
+        mlflow.set_tags({**tags, "model_kind": "baseline"})
+        mlflow.log_params(params)
+        n_num = num.shape[1]
+        hgb = HistGradientBoostingClassifier(
+            max_iter=300, learning_rate=0.08, early_stopping=True, validation_fraction=0.1,
+            random_state=settings.seed,
+            categorical_features=[n_num + j for j in range(cat.shape[1])] or None)
+        tb = time.perf_counter()
+        hgb.fit(HGBScorer.design(num, cat), y_train)
+        baseline = HGBScorer(pre, hgb)
+        b_auc, b_ll = auc_and_log_loss(y_hold, baseline.predict_proba(holdout_df))
+        mlflow.log_metrics({"holdout_auc": b_auc, "holdout_log_loss": b_ll, "train_seconds": time.perf_counter() - tb})
+        log_scorer(baseline, example)
+        log(f"baseline (HistGradientBoosting): holdout AUC {b_auc:.4f}, log loss {b_ll:.4f}")
+
+    version = client.create_model_version(
+        name, source=info.model_uri, run_id=mlp_run.info.run_id,
+        tags={**tags, "baseline_run_id": base_run.info.run_id, "validation_result": "pending"},
+        description=f"MLP trained for {data_date} on {interval}")
+    v = str(version.version)
+    aliases.move_alias(client, store.get_engine(settings.store_uri), name=name, alias=aliases.CHALLENGER, version=v,
+                       actor=actor, reason=f"new candidate for {data_date}")
+    log(f"registered {name} v{v} as challenger")
+    return {"version": v, "run_id": mlp_run.info.run_id, "baseline_run_id": base_run.info.run_id,
+            "data_date": data_date.isoformat(), "reused": False, "seconds": time.perf_counter() - t0}

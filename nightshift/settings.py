@@ -1,0 +1,97 @@
+"""The one settings object: environment variables (prefix NIGHTSHIFT_) over sane local defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from nightshift.spec import DatasetSpec, load_spec
+
+GateMode = Literal["enforce", "dry_run", "override"]
+
+
+class Settings(BaseSettings):
+    """Where things live and how the pipeline behaves; every field is NIGHTSHIFT_<FIELD> in the env."""
+
+    model_config = SettingsConfigDict(env_prefix="NIGHTSHIFT_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.cwd() / ".nightshift")
+    dataset: str = "flights"
+    # Outside systems. None means "the local default under home" (see the properties below).
+    offline_store_dir: Path | None = None
+    store_url: str | None = None
+    mlflow_tracking_uri: str | None = None
+    mlflow_artifact_root: str | None = None
+    registry_prefix: str = "nightshift-"
+    spec_dir: Path | None = None  # extra dataset specs (*.yaml) beside the packaged ones
+
+    # Training.
+    train_days: int = Field(56, ge=1)
+    holdout_days: int = Field(7, ge=1)
+    min_train_days: int = Field(5, ge=1)
+    max_epochs: int = Field(30, ge=1)
+    patience: int = Field(3, ge=1)
+    batch_size: int = Field(1024, ge=8)
+    learning_rate: float = Field(2e-3, gt=0)
+    seed: int = 13
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    # Gates (the floors are per dataset, in its spec).
+    gate_mode: GateMode = "enforce"
+    override_reason: str = ""
+    regression_tolerance: float = Field(0.01, ge=0)
+    slice_regression_tolerance: float = Field(0.03, ge=0)
+    baseline_tolerance: float = Field(0.02, ge=0)
+    min_slice_rows: int = Field(300, ge=1)
+    latency_budget_ms: float = Field(250.0, gt=0)
+    smoke_rows: int = Field(256, ge=1)
+
+    @field_validator("home", "offline_store_dir", "spec_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        # Airflow runs tasks from other working directories: relative paths would drift.
+        return value.expanduser().resolve() if value is not None else None
+
+    @model_validator(mode="after")
+    def _override_needs_reason(self) -> Settings:
+        if self.gate_mode == "override" and not self.override_reason.strip():
+            raise ValueError("NIGHTSHIFT_GATE_MODE=override needs NIGHTSHIFT_OVERRIDE_REASON (a written reason)")
+        return self
+
+    @property
+    def offline_dir(self) -> Path:
+        """Root of the Parquet offline store."""
+        return self.offline_store_dir or self.home / "offline"
+
+    @property
+    def store_uri(self) -> str:
+        """SQLAlchemy URL of the SQL store (audit, later predictions)."""
+        return self.store_url or f"sqlite:///{self.home / 'store.db'}"
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking and registry URI."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        """Where new MLflow experiments put their artifacts."""
+        return self.mlflow_artifact_root or str(self.home / "mlartifacts")
+
+    def spec(self, dataset: str | None = None) -> DatasetSpec:
+        """The dataset spec of `dataset` (default: the configured one)."""
+        return load_spec(dataset or self.dataset, str(self.spec_dir) if self.spec_dir else None)
+
+    def model_name(self, dataset: str) -> str:
+        """The one registered model of a dataset."""
+        return f"{self.registry_prefix}{dataset}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests call get_settings.cache_clear() after changing the env)."""
+    return Settings()

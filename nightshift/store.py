@@ -1,0 +1,62 @@
+"""The SQL store (SQLite by default, PostgreSQL by URL): the alias audit trail lives here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    desc,
+    insert,
+    select,
+)
+
+metadata = MetaData()
+
+alias_audit = Table(
+    "alias_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("model_name", String(200), nullable=False, index=True),
+    Column("alias", String(50), nullable=False),
+    Column("from_version", String(20)),
+    Column("to_version", String(20)),
+    Column("actor", String(300), nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+
+@lru_cache(maxsize=8)
+def get_engine(url: str) -> Engine:
+    """A pooled engine for the store URL, with the tables created if missing."""
+    engine = create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine
+
+
+def record_alias_move(engine: Engine, *, model_name: str, alias: str, from_version: str | None,
+                      to_version: str | None, actor: str, reason: str) -> None:
+    """Append one alias move to the audit trail."""
+    with engine.begin() as conn:
+        conn.execute(insert(alias_audit).values(
+            at=datetime.now(UTC), model_name=model_name, alias=alias, from_version=from_version,
+            to_version=to_version, actor=actor, reason=reason))
+
+
+def alias_history(engine: Engine, *, model_name: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest alias moves of a model, newest first."""
+    query = (select(alias_audit).where(alias_audit.c.model_name == model_name)
+             .order_by(desc(alias_audit.c.id)).limit(limit))
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]

@@ -1,0 +1,40 @@
+"""Model packaging: a scorer bundle (preprocessing + weights) logged as an MLflow pyfunc."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.models import infer_signature
+
+from nightshift.model import HGBScorer, MLPScorer, load_bundle, save_bundle
+
+
+class NightshiftPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    """Scores raw rows: the fitted preprocessing travels inside, so any consumer sends raw features."""
+
+    def load_context(self, context: Any) -> None:
+        self.scorer = load_bundle(context.artifacts["bundle"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        return self.scorer.predict_proba(model_input)
+
+
+def log_scorer(scorer: MLPScorer | HGBScorer, example: pd.DataFrame, name: str = "model") -> Any:
+    """Log the scorer in the active run with signature and input example; returns MLflow's ModelInfo."""
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = Path(tmp) / "bundle"
+        save_bundle(bundle, scorer)
+        signature = infer_signature(example, scorer.predict_proba(example))
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=NightshiftPyfunc(),
+            artifacts={"bundle": str(bundle)},
+            signature=signature,
+            input_example=example.head(5),
+            # The suite's own environment runs the model: no requirement inference at log time.
+            pip_requirements=["nightshift"],
+        )
