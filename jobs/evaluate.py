@@ -31,11 +31,15 @@ from .train import load_window, windows
 
 
 def holdout_metrics(model_uri: str, spec: DatasetSpec, frame: pd.DataFrame, y: np.ndarray,
-                    min_slice_rows: int) -> Metrics:
-    """AUC and log loss of a logged model on the holdout, overall and per slice."""
+                    min_slice_rows: int, prior: float | None = None) -> Metrics:
+    """AUC and log loss of a logged model on the holdout, overall and per slice.
+
+    `prior` (the training base rate) adds the log loss of always predicting it, the bar to beat.
+    """
     p = np.asarray(mlflow.pyfunc.load_model(model_uri).predict(frame[spec.raw_inputs]), dtype=float)
     auc, ll = auc_and_log_loss(y, p)
-    return Metrics(auc, ll, slice_aucs(frame, spec.slices, y, p, min_slice_rows))
+    prior_ll = auc_and_log_loss(y, np.full(len(y), prior))[1] if prior is not None else None
+    return Metrics(auc, ll, prior_ll, slice_aucs(frame, spec.slices, y, p, min_slice_rows))
 
 
 def smoke_check(model_uri: str, sample: pd.DataFrame, settings: Settings) -> Smoke:
@@ -80,7 +84,8 @@ def evaluate(data_date: date, version: str, *, validation: str = "passed", mode:
     _, holdout_wanted = windows(data_date, settings)
     frame, y, found = load_window(spec, settings, holdout_wanted, "holdout", 1)
     log(f"evaluating {name} v{version} on {len(frame)} holdout rows {found[0]}..{found[-1]}")
-    candidate = holdout_metrics(f"models:/{name}/{version}", spec, frame, y, settings.min_slice_rows)
+    prior = float(mv.tags["train_positive_rate"]) if "train_positive_rate" in mv.tags else None
+    candidate = holdout_metrics(f"models:/{name}/{version}", spec, frame, y, settings.min_slice_rows, prior)
     champion_version = aliases.alias_version(client, name, aliases.CHAMPION)
     champion = None
     if champion_version is not None and champion_version != version:

@@ -133,7 +133,8 @@ def train(data_date: date, *, settings: Settings | None = None, actor: str = "cl
 
     version = client.create_model_version(
         name, source=info.model_uri, run_id=mlp_run.info.run_id,
-        tags={**tags, "baseline_run_id": base_run.info.run_id, "validation_result": "pending"},
+        tags={**tags, "baseline_run_id": base_run.info.run_id, "validation_result": "pending",
+              "train_positive_rate": f"{float(y_train.mean()):.6f}"},
         description=f"MLP trained for {data_date} on {interval}")
     v = str(version.version)
     aliases.move_alias(client, store.get_engine(settings.store_uri), name=name, alias=aliases.CHALLENGER, version=v,

@@ -14,6 +14,7 @@ class Metrics:
 
     auc: float
     log_loss: float
+    prior_log_loss: float | None = None  # log loss of always predicting the training base rate
     slices: dict[str, float] = field(default_factory=dict)
 
 
@@ -88,6 +89,10 @@ def decide(*, validation_passed: bool, candidate: Metrics, champion: Metrics | N
     check(candidate.auc >= policy.min_auc, f"holdout AUC {candidate.auc:.4f} vs floor {policy.min_auc:.4f}")
     check(candidate.log_loss <= policy.max_log_loss,
           f"holdout log loss {candidate.log_loss:.4f} vs ceiling {policy.max_log_loss:.4f}")
+    if candidate.prior_log_loss is not None:
+        check(candidate.log_loss < candidate.prior_log_loss,
+              f"holdout log loss {candidate.log_loss:.4f} beats the training base rate's "
+              f"{candidate.prior_log_loss:.4f}")
     if baseline is not None:
         gap = baseline.auc - candidate.auc
         check(gap <= policy.baseline_tolerance,

@@ -1,0 +1,113 @@
+"""
+### nightly: ingest → validate → train → evaluate → promote, for the run's data date
+
+The data date is the run's logical date (the start of its data interval), or the `data_date`
+param when set. Every step reads and writes that date's data only, so reruns replace their own
+output and backfills replay history.
+
+* **ingest**: the day's partition into the offline store (Parquet, one partition per day)
+* **validate**: Great Expectations suite from the dataset spec; failure stops the run here and names
+  every failed expectation (Data Docs in the log and in MLflow)
+* **train**: PyTorch MLP (CUDA when available) and a HistGradientBoosting baseline; the MLP becomes
+  registry version `challenger`
+* **evaluate**: gates (floors, baseline, champion on the same holdout overall and per slice, smoke
+  check in a fresh process); the decision and reasons are tagged on the version
+* **promote**: `champion` moves to the candidate, the old one keeps `previous`; skipped, with the
+  reason in its log, when the gates say no (or in `dry_run`)
+
+Params: `gate_mode` (enforce, dry_run, override), `override_reason` (required for override),
+`reason` (why this run: recorded on the candidate).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+CHAMPION = Asset("nightshift://registry/champion")
+
+
+@dag(
+    schedule="@daily",
+    start_date=pendulum.datetime(2013, 1, 1, tz="UTC"),
+    end_date=pendulum.datetime(2013, 12, 31, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["nightshift"],
+    default_args={"retries": 0},
+    params={
+        "data_date": Param("", type="string", title="Data date (YYYY-MM-DD)",
+                           description="Leave empty to use the run's logical date."),
+        "gate_mode": Param("enforce", type="string", enum=["enforce", "dry_run", "override"], title="Gate mode"),
+        "override_reason": Param("", type="string", title="Override reason",
+                                 description="Required with gate_mode=override; recorded in the audit trail."),
+        "reason": Param("", type="string", title="Why this run", description="Recorded on the candidate."),
+    },
+)
+def nightly() -> None:
+    @task
+    def ingest() -> str:
+        from jobs.ingest import ingest as run
+        from nightshift.runctx import data_date_of
+
+        day = data_date_of(get_current_context())
+        run(day)
+        return day.isoformat()
+
+    @task
+    def validate(day: str) -> str:
+        from datetime import date
+
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from validation.suite import ValidationFailed
+        from validation.suite import validate as run
+
+        try:
+            return str(run(date.fromisoformat(day))["summary"])
+        except ValidationFailed as exc:
+            raise AirflowFailException(str(exc)) from exc  # bad data: retrying cannot help
+
+    @task
+    def train(day: str, validation: str) -> dict[str, Any]:
+        from datetime import date
+
+        from jobs.train import train as run
+        from nightshift.runctx import actor_of, param
+
+        context = get_current_context()
+        return run(date.fromisoformat(day), actor=actor_of(context), reason=param(context, "reason"))
+
+    @task
+    def evaluate(day: str, candidate: dict[str, Any], validation: str) -> dict[str, Any]:
+        from datetime import date
+
+        from jobs.evaluate import evaluate as run
+        from nightshift.runctx import param
+
+        context = get_current_context()
+        return run(date.fromisoformat(day), candidate["version"], validation=validation,
+                   mode=param(context, "gate_mode", "enforce"), override_reason=param(context, "override_reason"))
+
+    @task(outlets=[CHAMPION])
+    def promote(decision: dict[str, Any]) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from jobs.promote import promote as run
+        from nightshift.runctx import actor_of
+
+        if not decision["promote"]:
+            raise AirflowSkipException(f"v{decision['version']} not promoted: gate decision {decision['label']} "
+                                       "(reasons in the evaluate log and on the model version's tags)")
+        return run(decision["version"], actor=actor_of(get_current_context()))
+
+    day = ingest()
+    validation = validate(day)
+    candidate = train(day, validation)
+    promote(evaluate(day, candidate, validation))
+
+
+nightly()

@@ -1,0 +1,36 @@
+"""What a pipeline step needs from its orchestrator's run context (a plain mapping: no Airflow import)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
+
+
+def data_date_of(context: Mapping[str, Any]) -> date:
+    """The run's data date: the `data_date` param when set, else the start of its data interval."""
+    param = str((context.get("params") or {}).get("data_date") or "").strip()
+    if param:
+        try:
+            return date.fromisoformat(param)
+        except ValueError as exc:
+            raise ValueError(f"param data_date must be YYYY-MM-DD, got {param!r}") from exc
+    for key in ("data_interval_start", "logical_date"):
+        value = context.get(key)
+        if isinstance(value, datetime):
+            return value.date()
+    raise ValueError("this run has no logical date: trigger it with a logical date or set the data_date param")
+
+
+def actor_of(context: Mapping[str, Any]) -> str:
+    """Who or what ran this: the triggering user when known, else the DAG run."""
+    run = context.get("dag_run")
+    user = getattr(run, "triggering_user_name", None)
+    run_id = getattr(run, "run_id", None) or context.get("run_id", "?")
+    dag_id = getattr(run, "dag_id", None) or "?"
+    return f"airflow:{dag_id}/{run_id}" + (f" (by {user})" if user else "")
+
+
+def param(context: Mapping[str, Any], name: str, default: str = "") -> str:
+    """A string param of the run, stripped; default when unset."""
+    return str((context.get("params") or {}).get(name) or default).strip()

@@ -1,0 +1,182 @@
+"""Data-quality gate: a Great Expectations suite generated from the dataset spec, run on a partition.
+
+Each run gets its own GX project folder (home/gx/<dataset>/<date>), so its Data Docs hold exactly
+that validation; the docs are logged to MLflow and a failure names every failed expectation.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nightshift import offline
+from nightshift.settings import Settings, get_settings
+from nightshift.spec import DatasetSpec
+
+NUMERIC_TYPES = ["int8", "int16", "int32", "int64", "Int64", "float16", "float32", "float64", "Float64"]
+
+
+class ValidationFailed(Exception):
+    """The partition broke expectations; the message names each one."""
+
+
+@dataclass
+class Failure:
+    expectation: str
+    column: str | None
+    detail: str
+
+    def __str__(self) -> str:
+        where = f" on column {self.column!r}" if self.column else ""
+        return f"{self.expectation}{where}: {self.detail}"
+
+
+@dataclass
+class Report:
+    passed: bool
+    evaluated: int
+    failures: list[Failure] = field(default_factory=list)
+    docs_index: Path | None = None
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"passed: {self.evaluated} expectations"
+        lines = [f"failed: {len(self.failures)} of {self.evaluated} expectations"]
+        return "\n".join(lines + [f"  - {f}" for f in self.failures])
+
+
+def expectations_for(spec: DatasetSpec) -> list[Any]:
+    """The suite the spec implies: columns and types, null shares, ranges, categories, key, row count."""
+    import great_expectations.expectations as gxe
+
+    e = spec.expectations
+    out: list[Any] = [gxe.ExpectTableRowCountToBeBetween(min_value=e.min_rows, max_value=e.max_rows)]
+    for col in [spec.entity_key, spec.date_column, spec.target.column] + spec.feature_names:
+        out.append(gxe.ExpectColumnToExist(column=col))
+    out += [gxe.ExpectColumnValuesToBeUnique(column=spec.entity_key),
+            gxe.ExpectColumnValuesToNotBeNull(column=spec.entity_key)]
+    if e.target_null_share < 1:
+        out.append(gxe.ExpectColumnValuesToNotBeNull(column=spec.target.column, mostly=1 - e.target_null_share))
+    for f in spec.features:
+        null_share = e.max_null_share if f.null_share is None else f.null_share
+        if null_share < 1:
+            out.append(gxe.ExpectColumnValuesToNotBeNull(column=f.name, mostly=1 - null_share))
+        if f.kind == "numeric":
+            out.append(gxe.ExpectColumnValuesToBeInTypeList(column=f.name, type_list=NUMERIC_TYPES))
+            if f.min is not None or f.max is not None:
+                out.append(gxe.ExpectColumnValuesToBeBetween(column=f.name, min_value=f.min, max_value=f.max,
+                                                             mostly=e.range_mostly))
+        elif f.categories:
+            out.append(gxe.ExpectColumnValuesToBeInSet(column=f.name, value_set=f.categories,
+                                                       mostly=1 - e.max_unknown_share))
+    return out
+
+
+def _with_derived(spec: DatasetSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    hook = spec.derive_hook()
+    if hook is None or any(c not in frame.columns for c in (spec.derive.inputs if spec.derive else [])):
+        return frame  # a missing input column is reported by the suite itself
+    try:
+        return hook(frame.copy())  # type: ignore[no-any-return]
+    except (TypeError, ValueError, KeyError):
+        return frame  # wrong input types: the type expectations name the column
+
+
+def _failures(result: Any) -> list[Failure]:
+    failures = []
+    for run in result.run_results.values():
+        for r in run.results:
+            if r.success:
+                continue
+            cfg, out = r.expectation_config, (r.result or {})
+            info = r.exception_info or {}
+            if "raised_exception" in info:
+                info = {"_": info}
+            errors = sorted({v.get("exception_message", "") for v in info.values() if v.get("raised_exception")})
+            if cfg.type == "expect_column_to_exist":
+                detail = "the column is missing"
+            elif errors:
+                detail = "could not be evaluated: " + "; ".join(errors)[:300]
+            elif out.get("unexpected_percent") is not None:
+                sample = out.get("partial_unexpected_list") or []
+                detail = f"{out['unexpected_percent']:.2f}% unexpected values" + (
+                    f", e.g. {sample[:5]}" if sample else "")
+            else:
+                detail = f"observed {out.get('observed_value')!r}"
+            failures.append(Failure(cfg.type, cfg.kwargs.get("column"), detail))
+    return failures
+
+
+def run_suite(spec: DatasetSpec, frame: pd.DataFrame, project_dir: Path, run_name: str) -> Report:
+    """Validate a frame against the spec's suite in a fresh GX project folder; build its Data Docs."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    shutil.rmtree(project_dir, ignore_errors=True)
+    project_dir.mkdir(parents=True)
+    context = gx.get_context(mode="file", project_root_dir=str(project_dir))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.variables.save()
+    asset = context.data_sources.add_pandas(name="offline_store").add_dataframe_asset(name=spec.name)
+    batch = asset.add_batch_definition_whole_dataframe("partition")
+    suite = context.suites.add(gx.ExpectationSuite(name=f"{spec.name}_suite", expectations=expectations_for(spec)))
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name=spec.name, data=batch, suite=suite))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(
+        name=f"{spec.name}_checkpoint", validation_definitions=[definition],
+        actions=[UpdateDataDocsAction(name="data_docs")], result_format={"result_format": "SUMMARY"}))
+    result = checkpoint.run(batch_parameters={"dataframe": _with_derived(spec, frame)},
+                            run_id=RunIdentifier(run_name=run_name))
+    evaluated = sum(len(r.results) for r in result.run_results.values())
+    docs = next(project_dir.rglob("data_docs/local_site/index.html"), None)
+    return Report(passed=bool(result.success), evaluated=evaluated, failures=_failures(result), docs_index=docs)
+
+
+def validate(data_date: date, *, settings: Settings | None = None, log: Any = print) -> dict[str, Any]:
+    """Validate the data date's partition; log the Data Docs to MLflow; raise ValidationFailed on failure."""
+    t0 = time.perf_counter()
+    settings = settings or get_settings()
+    spec = settings.spec()
+    frame = offline.read_partition(settings.offline_dir, spec.name, data_date)
+    project = settings.home / "gx" / spec.name / data_date.isoformat()
+    report = run_suite(spec, frame, project, run_name=f"{spec.name}-{data_date.isoformat()}")
+    docs_uri = _log_to_mlflow(settings, spec, data_date, report)
+    log(f"validation of {spec.name} {data_date} {report.summary()}")
+    log(f"Data Docs: {report.docs_index} (MLflow: {docs_uri})")
+    if not report.passed:
+        raise ValidationFailed(f"{spec.name} partition {data_date} failed validation; nothing will be trained or "
+                               f"promoted.\n{report.summary()}\nData Docs: {report.docs_index}")
+    return {"passed": True, "summary": report.summary(), "docs": str(report.docs_index),
+            "seconds": time.perf_counter() - t0}
+
+
+def _log_to_mlflow(settings: Settings, spec: DatasetSpec, data_date: date, report: Report) -> str:
+    """One MLflow run per dataset and date (reused on rerun) holding the result and the Data Docs."""
+    import mlflow
+
+    from registry.tracking import configure
+
+    client = configure(settings, spec.name)
+    experiment = mlflow.get_experiment_by_name(f"{settings.registry_prefix}{spec.name}")
+    assert experiment is not None
+    found = client.search_runs([experiment.experiment_id],
+                               f"tags.kind = 'validation' and tags.data_date = '{data_date.isoformat()}'")
+    run_id = found[0].info.run_id if found else None
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"validate {data_date}") as run:
+        mlflow.set_tags({"kind": "validation", "dataset": spec.name, "data_date": data_date.isoformat(),
+                         "validation_result": "passed" if report.passed else "failed"})
+        mlflow.log_metrics({"expectations_evaluated": report.evaluated,
+                            "expectations_failed": len(report.failures)})
+        mlflow.log_text(report.summary(), "validation_summary.txt")
+        if report.docs_index is not None:
+            mlflow.log_artifacts(str(report.docs_index.parent), "data_docs")
+        return f"{run.info.artifact_uri}/data_docs/index.html"
