@@ -21,18 +21,26 @@ Params: `gate_mode` (enforce, dry_run, override), `override_reason` (required fo
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
+from nightshift.settings import get_settings
+
 CHAMPION = Asset("nightshift://registry/champion")
+_settings = get_settings()  # environment only: no connection or database look-up at parse time
+
+
+def _as_datetime(day: Any) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 @dag(
     schedule="@daily",
-    start_date=pendulum.datetime(2013, 1, 1, tz="UTC"),
-    end_date=pendulum.datetime(2013, 12, 31, tz="UTC"),
+    start_date=pendulum.instance(_as_datetime(_settings.schedule_start)),
+    end_date=pendulum.instance(_as_datetime(_settings.schedule_end)) if _settings.schedule_end else None,
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,

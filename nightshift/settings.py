@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -28,6 +29,15 @@ class Settings(BaseSettings):
     mlflow_artifact_root: str | None = None
     registry_prefix: str = "nightshift-"
     spec_dir: Path | None = None  # extra dataset specs (*.yaml) beside the packaged ones
+
+    # The Airflow API the CLI triggers runs through (password from the environment only).
+    airflow_url: str = "http://localhost:8080"
+    airflow_user: str = "nightshift"
+    airflow_password: str = ""
+
+    # The nightly schedule's first and last data dates (the bundled dataset covers 2013 only).
+    schedule_start: date = date(2013, 1, 1)
+    schedule_end: date | None = date(2013, 12, 31)
 
     # Training.
     train_days: int = Field(56, ge=1)

@@ -14,6 +14,7 @@ def configure(settings: Settings, dataset: str) -> MlflowClient:
     """Point MLflow at the configured store, make sure the dataset's experiment exists, return a client."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     name = experiment_name(settings, dataset)

@@ -1,0 +1,13 @@
+# The two commands of the README, and a few helpers.
+.PHONY: up down test lint install
+up:        ## everything: install, start Airflow + MLflow UI, run nightly for a 2013 date
+	bash infra/local/stack.sh up
+down:      ## stop the services `make up` started
+	bash infra/local/stack.sh down
+test:      ## install, then lint, type-check and run the whole test suite
+	bash infra/local/stack.sh install
+	.venv/bin/ruff check .
+	.venv/bin/mypy nightshift jobs validation registry dags
+	.venv/bin/python -m pytest -q
+install:
+	bash infra/local/stack.sh install

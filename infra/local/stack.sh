@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The local stack on embedded defaults: Airflow 3 (SQLite metadata DB, LocalExecutor), MLflow (SQLite
+# store), the Parquet offline store, all under .nightshift/ in the checkout.
+#   stack.sh install   create .venv with exactly the versions in constraints.txt
+#   stack.sh up        install, start Airflow (API server + UI, scheduler, DAG processor, triggerer) and
+#                      the MLflow UI, ingest the bundled 2013 flights, run `nightly` for DATA_DATE
+#                      (default 2013-06-30) through the scheduler, and leave everything running
+#   stack.sh down      stop what `up` started
+#   stack.sh env       print the environment (eval "$(infra/local/stack.sh env)" to use the CLI by hand)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+HOME_DIR="${NIGHTSHIFT_HOME:-$ROOT/.nightshift}"
+DATA_DATE="${DATA_DATE:-2013-06-30}"
+AIRFLOW_PORT="${AIRFLOW_PORT:-8080}"
+MLFLOW_PORT="${MLFLOW_PORT:-5000}"
+
+install() {
+  local stamp
+  stamp="$VENV/.nightshift-$(cat constraints.txt pyproject.toml | sha256sum | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
+  echo ">> creating $VENV (pinned by constraints.txt)"
+  [ -x "$VENV/bin/python" ] || python3.11 -m venv "$VENV" 2>/dev/null || python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev]"
+  touch "$stamp"
+}
+
+environment() {
+  mkdir -p "$HOME_DIR/airflow" "$HOME_DIR/logs" "$HOME_DIR/run"
+  local secrets="$HOME_DIR/secrets.env"
+  if [ ! -f "$secrets" ]; then  # made once per machine, never committed
+    umask 077
+    printf 'AIRFLOW__API_AUTH__JWT_SECRET=%s\nNIGHTSHIFT_AIRFLOW_PASSWORD=%s\n' \
+      "$(head -c 32 /dev/urandom | base64 | tr -d '/+=\n')" "$(head -c 12 /dev/urandom | base64 | tr -d '/+=\n')" > "$secrets"
+  fi
+  cat <<ENV
+export PATH="$VENV/bin:\$PATH"
+export NIGHTSHIFT_HOME="$HOME_DIR"
+export PYSPARK_PYTHON="$VENV/bin/python"
+export AIRFLOW_HOME="$HOME_DIR/airflow"
+export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+export AIRFLOW__CORE__PARALLELISM=2
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=nightshift:admin
+export AIRFLOW__API__BASE_URL="http://localhost:$AIRFLOW_PORT"
+export AIRFLOW__API__PORT=$AIRFLOW_PORT
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://localhost:$AIRFLOW_PORT/execution/"
+export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30
+export AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL=30
+export NIGHTSHIFT_AIRFLOW_URL="http://localhost:$AIRFLOW_PORT"
+export GX_ANALYTICS_ENABLED=false
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
+export MLFLOW_DISABLE_TELEMETRY=true
+set -a; . "$secrets"; set +a
+ENV
+}
+
+start() {  # start NAME COMMAND...: a background service with its log and pid under .nightshift
+  local name="$1"; shift
+  local pidfile="$HOME_DIR/run/$name.pid"
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then echo "   $name already running"; return; fi
+  setsid "$@" >"$HOME_DIR/logs/$name.log" 2>&1 < /dev/null &
+  echo $! > "$pidfile"
+  echo "   $name started (log: $HOME_DIR/logs/$name.log)"
+}
+
+up() {
+  install
+  eval "$(environment)"
+  echo ">> Airflow metadata DB: ${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-sqlite (embedded default)}"
+  airflow db migrate > "$HOME_DIR/logs/db-migrate.log" 2>&1
+  # The simple auth manager keeps generated passwords in this file; we write ours first.
+  printf '{"nightshift": "%s"}\n' "$NIGHTSHIFT_AIRFLOW_PASSWORD" > "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+  echo ">> starting services"
+  start airflow-api-server airflow api-server --port "$AIRFLOW_PORT"
+  start airflow-scheduler airflow scheduler
+  start airflow-dag-processor airflow dag-processor
+  start airflow-triggerer airflow triggerer
+  start mlflow-ui mlflow server --backend-store-uri "sqlite:///$HOME_DIR/mlflow.db" \
+    --default-artifact-root "$HOME_DIR/mlartifacts" --host 127.0.0.1 --port "$MLFLOW_PORT"
+  echo ">> ingesting the bundled NYC flights 2013 into the offline store"
+  nightshift ingest 2013-01-01 --end 2013-12-31
+  echo ">> running nightly for data date $DATA_DATE through the scheduler"
+  nightshift trigger nightly "$DATA_DATE" --wait
+  nightshift status
+  cat <<MSG
+
+Nightshift is up.
+  Airflow UI   http://localhost:$AIRFLOW_PORT   user: nightshift   password: $NIGHTSHIFT_AIRFLOW_PASSWORD
+  MLflow UI    http://localhost:$MLFLOW_PORT
+  CLI          eval "\$(infra/local/stack.sh env)"; nightshift status
+  Stop         make down
+MSG
+}
+
+down() {
+  for pidfile in "$HOME_DIR"/run/*.pid; do
+    [ -f "$pidfile" ] || continue
+    kill -- "-$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+    echo "stopped $(basename "$pidfile" .pid)"
+  done
+}
+
+case "${1:-up}" in
+  install) install ;;
+  up) up ;;
+  down) down ;;
+  env) environment ;;
+  *) echo "usage: $0 {install|up|down|env}" >&2; exit 2 ;;
+esac

@@ -1,0 +1,267 @@
+"""`nightshift`: run each pipeline step outside Airflow for a date, roll back, and show status."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from datetime import date, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+app = typer.Typer(help="Nightshift: validate, train, gate, promote and inspect tabular models.",
+                  no_args_is_help=True, add_completion=False)
+console = Console()
+
+Day = Annotated[str, typer.Argument(help="Data date, YYYY-MM-DD")]
+
+
+def _quiet() -> None:
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    for name in ("mlflow", "great_expectations", "alembic", "py4j"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a date of the form YYYY-MM-DD") from None
+
+
+def _log(msg: str) -> None:
+    console.print(f"[dim]{datetime.now():%H:%M:%S}[/dim] {escape(msg)}", highlight=False)
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def ingest(day: Day, end: Annotated[str | None, typer.Option(help="Last date of a range")] = None) -> None:
+    """Write the day's (or a range's) partitions into the offline store."""
+    _quiet()
+    from jobs.ingest import ingest as run
+
+    try:
+        run(_day(day), _day(end) if end else None, log=_log)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+
+
+@app.command()
+def validate(day: Day) -> None:
+    """Run the Great Expectations suite on the day's partition."""
+    _quiet()
+    from validation.suite import ValidationFailed
+    from validation.suite import validate as run
+
+    try:
+        run(_day(day), log=_log)
+    except (ValidationFailed, FileNotFoundError) as exc:
+        _fail(exc)
+
+
+@app.command()
+def train(day: Day, reason: Annotated[str, typer.Option(help="Why: recorded on the candidate")] = "") -> None:
+    """Train the MLP and the baseline for the day; register the MLP as challenger."""
+    _quiet()
+    from jobs.train import train as run
+
+    try:
+        out = run(_day(day), actor=_actor(), reason=reason, log=_log)
+    except ValueError as exc:
+        _fail(exc)
+    console.print(f"candidate: version {out['version']}" + (" (reused)" if out["reused"] else ""))
+
+
+@app.command()
+def evaluate(day: Day, version: Annotated[str, typer.Option(help="Model version to gate")],
+             mode: Annotated[str | None, typer.Option(help="enforce, dry_run or override")] = None,
+             override_reason: Annotated[str | None, typer.Option(help="Required with --mode override")] = None
+             ) -> None:
+    """Run the gates for a version and record the decision."""
+    _quiet()
+    from jobs.evaluate import evaluate as run
+
+    try:
+        run(_day(day), version, mode=mode, override_reason=override_reason, log=_log)
+    except ValueError as exc:
+        _fail(exc)
+
+
+@app.command()
+def promote(version: str, reason: Annotated[str, typer.Option(help="Recorded in the audit trail")] = "") -> None:
+    """Make a gated version champion (the old champion keeps alias previous)."""
+    _quiet()
+    from jobs.promote import promote as run
+
+    try:
+        run(version, actor=_actor(), reason=reason, log=_log)
+    except RuntimeError as exc:
+        _fail(exc)
+
+
+@app.command("run")
+def run_all(day: Day, mode: Annotated[str | None, typer.Option(help="enforce, dry_run or override")] = None,
+            override_reason: Annotated[str | None, typer.Option(help="Required with --mode override")] = None,
+            reason: Annotated[str, typer.Option(help="Why: recorded on the candidate")] = "") -> None:
+    """Every step of the nightly pipeline for one date, in order, with progress."""
+    _quiet()
+    from rich.progress import Progress
+
+    from jobs.evaluate import evaluate as do_evaluate
+    from jobs.ingest import ingest as do_ingest
+    from jobs.promote import promote as do_promote
+    from jobs.train import train as do_train
+    from validation.suite import ValidationFailed
+    from validation.suite import validate as do_validate
+
+    d = _day(day)
+    with Progress(console=console, transient=False) as progress:
+        bar = progress.add_task(f"nightly {d}", total=5)
+        try:
+            for step in ("ingest", "validate", "train", "evaluate", "promote"):
+                progress.update(bar, description=f"nightly {d}: {step}")
+                if step == "ingest":
+                    do_ingest(d, log=progress.console.print)
+                elif step == "validate":
+                    validation = do_validate(d, log=progress.console.print)["summary"]
+                elif step == "train":
+                    candidate = do_train(d, actor=_actor(), reason=reason, log=progress.console.print)
+                elif step == "evaluate":
+                    decision = do_evaluate(d, candidate["version"], validation=validation, mode=mode,
+                                           override_reason=override_reason, log=progress.console.print)
+                elif decision["promote"]:
+                    do_promote(candidate["version"], actor=_actor(), log=progress.console.print)
+                else:
+                    progress.console.print(f"not promoted: gate decision {decision['label']}")
+                progress.advance(bar)
+        except (ValidationFailed, ValueError, FileNotFoundError, RuntimeError) as exc:
+            _fail(exc)
+
+
+@app.command()
+def trigger(dag_id: Annotated[str, typer.Argument(help="DAG to run, e.g. nightly")], day: Day,
+            wait: Annotated[bool, typer.Option(help="Wait for the run to finish")] = True,
+            mode: Annotated[str, typer.Option(help="gate_mode param")] = "enforce",
+            override_reason: Annotated[str, typer.Option(help="override_reason param")] = "",
+            timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 1800) -> None:
+    """Trigger a DAG run for a data date through Airflow's REST API (the scheduler runs it)."""
+    from nightshift.airflow_api import AirflowAPI
+    from nightshift.settings import get_settings
+
+    s = get_settings()
+    if not s.airflow_password:
+        _fail(RuntimeError("set NIGHTSHIFT_AIRFLOW_PASSWORD (infra/local/stack.sh env prints it)"))
+    api = AirflowAPI(s.airflow_url, s.airflow_user, s.airflow_password)
+    try:
+        api.wait_until_up()
+        api.wait_for_dag(dag_id)
+        api.unpause(dag_id)
+        run_id = api.trigger(dag_id, _day(day), conf={"gate_mode": mode, "override_reason": override_reason})
+        _log(f"triggered {dag_id} run {run_id}")
+        if wait:
+            state = api.wait(dag_id, run_id, timeout=timeout, log=_log)
+            if state != "success":
+                _fail(RuntimeError(f"{dag_id} run {run_id} ended {state}; see its task logs in the Airflow UI"))
+            _log(f"{dag_id} for {day} succeeded")
+    except (RuntimeError, TimeoutError) as exc:
+        _fail(exc)
+
+
+@app.command()
+def rollback(reason: Annotated[str, typer.Option(help="Why: recorded in the audit trail")] = "manual rollback"
+             ) -> None:
+    """Move champion back to the previous version, in one step."""
+    _quiet()
+    from jobs.promote import rollback as run
+
+    try:
+        run(actor=_actor(), reason=reason, log=_log)
+    except RuntimeError as exc:
+        _fail(exc)
+
+
+@app.command()
+def status(runs: Annotated[int, typer.Option(help="How many recent runs to list")] = 8) -> None:
+    """Champion, challenger and previous, the last gate decisions, the last runs, the alias audit."""
+    _quiet()
+    from registry.status import collect
+
+    info = collect(runs=runs)
+    console.print(f"[bold]{info['model']}[/bold]  dataset {info['dataset']}  tracking {info['tracking_uri']}")
+    t = Table(title="Aliases")
+    for col in ("alias", "version", "data date", "holdout AUC", "gate decision", "override reason"):
+        t.add_column(col)
+    for row in info["aliases"]:
+        t.add_row(*[str(row.get(k, "")) for k in ("alias", "version", "data_date", "holdout_auc", "gate_decision",
+                                                   "override_reason")])
+    console.print(t)
+    t = Table(title="Recent versions and gate decisions")
+    for col in ("version", "data date", "decision", "mode", "reason"):
+        t.add_column(col, overflow="fold")
+    for row in info["versions"]:
+        t.add_row(row["version"], row["data_date"], row["gate_decision"], row["gate_mode"], row["gate_reason"])
+    console.print(t)
+    t = Table(title="Recent MLflow runs")
+    for col in ("started", "name", "kind", "status", "holdout AUC"):
+        t.add_column(col)
+    for row in info["runs"]:
+        t.add_row(row["started"], row["name"], row["kind"], row["status"], row["auc"])
+    console.print(t)
+    _print_audit(info["audit"][:10])
+
+
+@app.command()
+def audit(limit: Annotated[int, typer.Option(help="How many moves")] = 50) -> None:
+    """Every alias move, newest first: when, who, from which version to which, why."""
+    _quiet()
+    from nightshift import store
+    from nightshift.settings import get_settings
+
+    s = get_settings()
+    _print_audit(store.alias_history(store.get_engine(s.store_uri), model_name=s.model_name(s.dataset),
+                                     limit=limit))
+
+
+@app.command()
+def datasets() -> None:
+    """The dataset specs this installation knows."""
+    from nightshift.settings import get_settings
+    from nightshift.spec import available_specs
+
+    s = get_settings()
+    for name, path in available_specs(s.spec_dir).items():
+        console.print(f"{name}{' (configured)' if name == s.dataset else ''}: {path}")
+
+
+def _print_audit(rows: list[dict[str, Any]]) -> None:
+    t = Table(title="Alias audit (newest first)")
+    for col in ("when", "alias", "from", "to", "who", "why"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(f"{r['at']:%Y-%m-%d %H:%M:%S}", r["alias"], r["from_version"] or "-", r["to_version"] or "-",
+                  r["actor"], r["reason"])
+    console.print(t)
+
+
+def _actor() -> str:
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
+def main() -> None:
+    app(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()
