@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,11 @@ class NightshiftPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         return self.scorer.predict_proba(model_input)
+
+
+# Our pyfunc is pickled by reference to this importable class; MLflow's generic warning about
+# pickled objects (and its per-call "validating input example" note) is noise here.
+logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
 
 
 def log_scorer(scorer: MLPScorer | HGBScorer, example: pd.DataFrame, name: str = "model") -> Any:

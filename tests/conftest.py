@@ -1,0 +1,93 @@
+"""Shared fixtures: an isolated Nightshift home on the tiny dataset, and fresh PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from nightshift.settings import Settings, get_settings
+from nightshift.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+# Small, fast training for tests; every value is a setting a user could set too.
+TINY_ENV = {
+    "NIGHTSHIFT_DATASET": "tiny",
+    "NIGHTSHIFT_TRAIN_DAYS": "21",
+    "NIGHTSHIFT_HOLDOUT_DAYS": "7",
+    "NIGHTSHIFT_MIN_TRAIN_DAYS": "5",
+    "NIGHTSHIFT_MAX_EPOCHS": "15",
+    "NIGHTSHIFT_MIN_SLICE_ROWS": "60",
+    "NIGHTSHIFT_SCHEDULE_END": "2013-03-31",
+    "GX_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "GIT_PYTHON_REFRESH": "quiet",
+}
+
+
+def tiny_env(home: Path, **extra: str) -> dict[str, str]:
+    """Environment variables of an isolated Nightshift home on the tiny dataset."""
+    return {**TINY_ENV, "NIGHTSHIFT_HOME": str(home), **extra}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings of a fresh home on the tiny dataset (SQLite store and MLflow)."""
+    for key, value in tiny_env(tmp_path / "home").items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def ingested(settings: Settings) -> Settings:
+    """The tiny dataset's 90 days in the offline store."""
+    from jobs.ingest import ingest
+
+    ingest(date(2013, 1, 1), date(2013, 3, 31), settings=settings, log=lambda *_: None)
+    return settings
+
+
+def create_pg_database(prefix: str) -> str:
+    """A new empty PostgreSQL database; returns its SQLAlchemy URL."""
+    from sqlalchemy import create_engine, text
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    name = url.rsplit("/", 1)[1]
+    engine = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    url = create_pg_database("nightshift_test")
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture(scope="session")
+def tiny_spec():  # type: ignore[no-untyped-def]
+    return load_spec("tiny")
+
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
