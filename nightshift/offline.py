@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import shutil
 import uuid
@@ -21,10 +22,19 @@ def partition_dir(root: Path, dataset: str, day: date) -> Path:
 
 
 def load_source(spec: DatasetSpec, cache_dir: Path | None = None) -> pd.DataFrame:
-    """All rows of the dataset's source, with the stored columns only (cached as Parquet if asked)."""
-    cache = cache_dir / f"{spec.name}-source.parquet" if cache_dir else None
-    if cache is not None and cache.exists():
-        return pd.read_parquet(cache)
+    """All rows of the dataset's source, with the stored columns only.
+
+    A Python loader's output is cached as Parquet under cache_dir, keyed by the loader and its
+    module's code, so a changed loader never serves stale rows; files are read directly.
+    """
+    cache = None
+    if spec.source.loader and cache_dir is not None:
+        module = importlib.import_module(spec.source.loader.partition(":")[0])
+        code = Path(module.__file__ or "").read_bytes() if module.__file__ else b""
+        key = hashlib.sha256(spec.source.loader.encode() + code).hexdigest()[:12]
+        cache = cache_dir / f"{spec.name}-source-{key}.parquet"
+        if cache.exists():
+            return pd.read_parquet(cache)
     if spec.source.loader:
         frame = resolve(spec.source.loader)()
     else:

@@ -1,0 +1,43 @@
+"""An Airflow home with a migrated SQLite metadata DB, shared by the DAG tests of one session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, tiny_env
+
+DAGS = ROOT / "dags"
+
+
+def airflow_env(airflow_home: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "AIRFLOW_HOME": str(airflow_home), "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "False", **extra}
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("airflow")
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=airflow_env(home), check=True,
+                   capture_output=True, timeout=300)
+    return home
+
+
+def run_dag(airflow_home: Path, ns_home: Path, dag_id: str, day: str, conf: dict[str, Any] | None = None,
+            **extra: str) -> dict[str, Any]:
+    """dag.test() in a fresh process on the tiny dataset; returns {"state", "tasks", "log"}."""
+    env = airflow_env(airflow_home, **tiny_env(ns_home, **extra))
+    args = [sys.executable, str(ROOT / "tests" / "dags" / "run_dag.py"), str(DAGS), dag_id, day]
+    if conf:
+        args.append(json.dumps(conf))
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    log = proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, log[-5000:]
+    return {**json.loads(lines[-1][len("RESULT "):]), "log": log}

@@ -1,0 +1,45 @@
+"""The DAG folder parses cleanly, cheaply, and `nightly` has the shape the design promises."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+from tests.dags.conftest import DAGS, airflow_env
+
+
+def parse(airflow_home):  # type: ignore[no-untyped-def]
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "dags" / "probe_parse.py"), str(DAGS)],
+                          env=airflow_env(airflow_home), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_dag_folder_parses_without_db_queries_lookups_or_heavy_imports(airflow_home):  # type: ignore[no-untyped-def]
+    out = parse(airflow_home)
+    assert out["import_errors"] == {}
+    assert "nightly" in out["dags"]
+    assert out["queries"] == []
+    assert out["lookups"] == []
+    assert out["heavy_imports"] == []
+
+
+def test_nightly_structure(airflow_home, monkeypatch):  # type: ignore[no-untyped-def]
+    for key, value in airflow_env(airflow_home).items():
+        monkeypatch.setenv(key, value)
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(str(DAGS)).get_dag("nightly")
+    assert dag.dag_id == "nightly" and dag.doc_md and "ingest" in dag.doc_md
+    assert dag.max_active_runs == 1
+    assert {t.task_id for t in dag.tasks} == {"ingest", "validate", "train", "evaluate", "promote"}
+    edges = {(u, t.task_id) for t in dag.tasks for u in t.upstream_task_ids}
+    assert edges == {("ingest", "validate"), ("validate", "train"), ("validate", "evaluate"),
+                     ("ingest", "train"), ("ingest", "evaluate"), ("train", "evaluate"), ("evaluate", "promote")}
+    assert all(t.retries == 0 for t in dag.tasks)
+    outlets = [o.uri for o in dag.get_task("promote").outlets]
+    assert outlets == ["nightshift://registry/champion"]
+    assert set(dag.params.keys()) == {"data_date", "gate_mode", "override_reason", "reason"}
+    assert dag.params.get_param("gate_mode").schema["enum"] == ["enforce", "dry_run", "override"]
