@@ -1,0 +1,117 @@
+"""`nightly` through a real Airflow: API server, scheduler and DAG processor, metadata DB on PostgreSQL.
+
+Triggers a run over the REST API, then backfills a range twice and checks the rerun adds nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from nightshift import offline
+from nightshift.airflow_api import AirflowAPI
+from nightshift.settings import Settings
+from registry import aliases
+from tests.conftest import create_pg_database, drop_pg_database, tiny_env
+from tests.dags.conftest import airflow_env
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def airflow(ingested: Settings, tmp_path: Path) -> Iterator[AirflowAPI]:
+    """A running Airflow (LocalExecutor, PostgreSQL metadata DB) on a free port; stopped afterwards."""
+    db = create_pg_database("ns_airflow")
+    port, password = free_port(), secrets.token_urlsafe(12)
+    home = tmp_path / "airflow"
+    home.mkdir()
+    (home / "simple_auth_manager_passwords.json.generated").write_text(f'{{"nightshift": "{password}"}}')
+    env = airflow_env(home, **tiny_env(ingested.home), **{
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "nightshift:admin",
+        "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "10",
+    })
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
+                   timeout=600)
+    procs = []
+    for args in (["api-server", "--port", str(port)], ["scheduler"], ["dag-processor"]):
+        log = open(home / f"{args[0]}.log", "w")  # noqa: SIM115 - closed with the process
+        procs.append(subprocess.Popen([sys.executable, "-m", "airflow", *args], env=env, stdout=log,
+                                      stderr=subprocess.STDOUT, start_new_session=True))
+    api = AirflowAPI(f"http://localhost:{port}", "nightshift", password)
+    try:
+        api.wait_until_up(timeout=240)
+        api.wait_for_dag("nightly", timeout=240)
+        yield api
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        drop_pg_database(db)
+
+
+def wait_backfill(api: AirflowAPI, backfill_id: int, timeout: float = 900) -> list[dict]:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if api._call("GET", f"/backfills/{backfill_id}").get("completed_at"):
+            break
+        time.sleep(5)
+    runs = api._call("GET", "/dags/nightly/dagRuns", params={"run_type": "backfill", "limit": 100})["dag_runs"]
+    return [r for r in runs if r.get("backfill_id") == backfill_id] or runs
+
+
+def test_rest_trigger_and_idempotent_backfill(airflow: AirflowAPI, ingested: Settings) -> None:
+    client = MlflowClient(ingested.tracking_uri, ingested.tracking_uri)
+    airflow.unpause("nightly")
+    run_id = airflow.trigger("nightly", date(2013, 2, 10))
+    assert airflow.wait("nightly", run_id, timeout=900, log=print) == "success"
+    assert aliases.alias_version(client, "nightshift-tiny", "champion") == "1"
+
+    def backfill(reprocess: str) -> list[dict]:  # type: ignore[type-arg]
+        out = airflow._call("POST", "/backfills", json={
+            "dag_id": "nightly", "from_date": "2013-02-11T00:00:00Z", "to_date": "2013-02-12T00:00:00Z",
+            "reprocess_behavior": reprocess, "max_active_runs": 1})
+        return wait_backfill(airflow, out["id"])
+
+    first = backfill("none")
+    assert sorted(r["logical_date"][:10] for r in first) == ["2013-02-11", "2013-02-12"]
+    assert {r["state"] for r in first} == {"success"}, first
+    versions_after_first = sorted(int(v.version) for v in client.search_model_versions("name = 'nightshift-tiny'"))
+    assert versions_after_first == [1, 2, 3]
+
+    second = backfill("completed")  # rerun the same dates
+    assert {r["state"] for r in second} == {"success"}, second
+    versions_after_rerun = sorted(int(v.version) for v in client.search_model_versions("name = 'nightshift-tiny'"))
+    assert versions_after_rerun == versions_after_first  # no duplicate versions
+    for day in ("2013-02-11", "2013-02-12"):
+        files = list(offline.partition_dir(ingested.offline_dir, "tiny", date.fromisoformat(day)).iterdir())
+        assert [f.name for f in files] == ["part-0.parquet"]
+    assert len(list((ingested.offline_dir / "tiny").iterdir())) == 90  # no stray partition folders
