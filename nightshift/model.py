@@ -78,8 +78,8 @@ def fit_mlp(num: np.ndarray, cat: np.ndarray, y: np.ndarray, cardinalities: list
 
     xn, xc, yt = tensors(tr_idx)
     vn, vc, vy = tensors(val_idx)
-    config = {"n_numeric": int(num.shape[1]), "cardinalities": list(cardinalities)}
-    model = TabularMLP(**config).to(dev)
+    config: dict[str, Any] = {"n_numeric": int(num.shape[1]), "cardinalities": list(cardinalities)}
+    model = TabularMLP(config["n_numeric"], config["cardinalities"]).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     loss_fn = nn.BCEWithLogitsLoss()
     amp = dev.type == "cuda"
@@ -127,7 +127,7 @@ class MLPScorer:
                  device: str = "cpu") -> None:
         self.pre = preprocessor
         self.device = pick_device(device)
-        self.model = TabularMLP(**config)
+        self.model = TabularMLP(int(config["n_numeric"]), list(config["cardinalities"]))
         self.model.load_state_dict(state_dict)
         self.model.to(self.device).eval()
 
@@ -175,8 +175,9 @@ def save_bundle(path: Any, scorer: MLPScorer | HGBScorer) -> None:
 def _config_of(model: TabularMLP) -> dict[str, Any]:
     first = model.mlp[0]
     assert isinstance(first, nn.Linear)
-    n_emb = sum(e.embedding_dim for e in model.embeddings)
-    return {"n_numeric": first.in_features - n_emb, "cardinalities": [e.num_embeddings for e in model.embeddings]}
+    embeddings = [e for e in model.embeddings if isinstance(e, nn.Embedding)]
+    n_emb = sum(e.embedding_dim for e in embeddings)
+    return {"n_numeric": first.in_features - n_emb, "cardinalities": [e.num_embeddings for e in embeddings]}
 
 
 def load_bundle(path: Any, device: str = "auto") -> MLPScorer | HGBScorer:

@@ -10,11 +10,12 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow.models import infer_signature
+from mlflow.pyfunc import PythonModel
 
 from nightshift.model import HGBScorer, MLPScorer, load_bundle, save_bundle
 
 
-class NightshiftPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class NightshiftPyfunc(PythonModel):  # type: ignore[misc]
     """Scores raw rows: the fitted preprocessing travels inside, so any consumer sends raw features."""
 
     def load_context(self, context: Any) -> None:
