@@ -66,7 +66,7 @@ def nightly() -> None:
         return day.isoformat()
 
     @task
-    def validate(day: str) -> str:
+    def validate(day: str) -> dict[str, Any]:
         from datetime import date
 
         from airflow.sdk.exceptions import AirflowFailException
@@ -75,12 +75,12 @@ def nightly() -> None:
         from validation.suite import validate as run
 
         try:
-            return str(run(date.fromisoformat(day))["summary"])
+            return run(date.fromisoformat(day))
         except ValidationFailed as exc:
             raise AirflowFailException(str(exc)) from exc  # bad data: retrying cannot help
 
     @task
-    def train(day: str, validation: str) -> dict[str, Any]:
+    def train(day: str, validation: dict[str, Any]) -> dict[str, Any]:
         from datetime import date
 
         from jobs.train import train as run
@@ -90,14 +90,14 @@ def nightly() -> None:
         return run(date.fromisoformat(day), actor=actor_of(context), reason=param(context, "reason"))
 
     @task
-    def evaluate(day: str, candidate: dict[str, Any], validation: str) -> dict[str, Any]:
+    def evaluate(day: str, candidate: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
         from datetime import date
 
         from jobs.evaluate import evaluate as run
         from nightshift.runctx import param
 
         context = get_current_context()
-        return run(date.fromisoformat(day), candidate["version"], validation=validation,
+        return run(date.fromisoformat(day), candidate["version"], validation=validation["summary"],
                    mode=param(context, "gate_mode", "enforce"), override_reason=param(context, "override_reason"))
 
     @task(outlets=[CHAMPION])
