@@ -79,12 +79,29 @@ def bench_nightly(day: date = date(2013, 7, 15)) -> None:
         xcom = api._call("GET", f"/dags/nightly/dagRuns/{run_id}/taskInstances/{task}/xcomEntries/return_value")
         value = xcom["value"]
         bodies[task] = float((json.loads(value) if isinstance(value, str) else value)["seconds"])
+    rollback_s = time_rollback()
     merge({
+        "rollback_seconds": rollback_s,
         "nightly_date": day.isoformat(),
         "nightly_seconds": round(wall, 1),
         "task_body_seconds": {k: round(v, 2) for k, v in bodies.items()},
         "airflow_overhead_per_task_seconds": round((wall - sum(bodies.values())) / len(bodies), 2),
     })
+
+
+def time_rollback() -> float | None:
+    """Wall time of `nightshift rollback` (the whole CLI process), then roll forward again."""
+    import subprocess
+
+    cli = [sys.executable, "-m", "nightshift.cli", "rollback", "--reason"]
+    t0 = time.perf_counter()
+    proc = subprocess.run([*cli, "benchmark: rollback"], capture_output=True, text=True)
+    took = time.perf_counter() - t0
+    if proc.returncode != 0:  # no previous champion yet: nothing to roll back
+        print(proc.stdout + proc.stderr)
+        return None
+    subprocess.run([*cli, "benchmark: roll forward again"], check=True, capture_output=True)
+    return round(took, 2)
 
 
 def export_window(path: Path) -> None:

@@ -99,7 +99,8 @@ def decide(*, validation_passed: bool, candidate: Metrics, champion: Metrics | N
               f"AUC {candidate.auc:.4f} vs baseline {baseline.auc:.4f} (gap {gap:+.4f}, "
               f"tolerance {policy.baseline_tolerance:.4f})")
     if champion is None:
-        reasons.append("INFO: no champion yet: first-model policy (floors, baseline and smoke check only)")
+        reasons.append("INFO: no champion yet (or the candidate already is it): first-model policy "
+                       "(floors, baseline and smoke check only)")
     else:
         drop = champion.auc - candidate.auc
         check(drop <= policy.regression_tolerance,
