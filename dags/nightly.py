@@ -57,16 +57,15 @@ def _as_datetime(day: Any) -> datetime:
 )
 def nightly() -> None:
     @task
-    def ingest() -> str:
+    def ingest() -> dict[str, Any]:
         from jobs.ingest import ingest as run
         from nightshift.runctx import data_date_of
 
         day = data_date_of(get_current_context())
-        run(day)
-        return day.isoformat()
+        return {**run(day), "data_date": day.isoformat()}
 
     @task
-    def validate(day: str) -> dict[str, Any]:
+    def validate(ingested: dict[str, Any]) -> dict[str, Any]:
         from datetime import date
 
         from airflow.sdk.exceptions import AirflowFailException
@@ -75,29 +74,29 @@ def nightly() -> None:
         from validation.suite import validate as run
 
         try:
-            return run(date.fromisoformat(day))
+            return run(date.fromisoformat(ingested["data_date"]))
         except ValidationFailed as exc:
             raise AirflowFailException(str(exc)) from exc  # bad data: retrying cannot help
 
     @task
-    def train(day: str, validation: dict[str, Any]) -> dict[str, Any]:
+    def train(ingested: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
         from datetime import date
 
         from jobs.train import train as run
         from nightshift.runctx import actor_of, param
 
         context = get_current_context()
-        return run(date.fromisoformat(day), actor=actor_of(context), reason=param(context, "reason"))
+        return run(date.fromisoformat(ingested["data_date"]), actor=actor_of(context), reason=param(context, "reason"))
 
     @task
-    def evaluate(day: str, candidate: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
+    def evaluate(ingested: dict[str, Any], candidate: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
         from datetime import date
 
         from jobs.evaluate import evaluate as run
         from nightshift.runctx import param
 
         context = get_current_context()
-        return run(date.fromisoformat(day), candidate["version"], validation=validation["summary"],
+        return run(date.fromisoformat(ingested["data_date"]), candidate["version"], validation=validation["summary"],
                    mode=param(context, "gate_mode", "enforce"), override_reason=param(context, "override_reason"))
 
     @task(outlets=[CHAMPION])
@@ -112,11 +111,11 @@ def nightly() -> None:
                                        "(reasons in the evaluate log and on the model version's tags)")
         return run(decision["version"], actor=actor_of(get_current_context()))
 
-    day = ingest()
     # Task calls take and return XComArgs at parse time; mypy sees the runtime types.
-    validation = validate(day)  # type: ignore[arg-type]
-    candidate = train(day, validation)  # type: ignore[arg-type]
-    promote(evaluate(day, candidate, validation))  # type: ignore[arg-type]
+    ingested = ingest()
+    validation = validate(ingested)  # type: ignore[arg-type]
+    candidate = train(ingested, validation)  # type: ignore[arg-type]
+    promote(evaluate(ingested, candidate, validation))  # type: ignore[arg-type]
 
 
 nightly()

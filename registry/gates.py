@@ -91,8 +91,8 @@ def decide(*, validation_passed: bool, candidate: Metrics, champion: Metrics | N
           f"holdout log loss {candidate.log_loss:.4f} vs ceiling {policy.max_log_loss:.4f}")
     if candidate.prior_log_loss is not None:
         check(candidate.log_loss < candidate.prior_log_loss,
-              f"holdout log loss {candidate.log_loss:.4f} beats the training base rate's "
-              f"{candidate.prior_log_loss:.4f}")
+              f"holdout log loss {candidate.log_loss:.4f} vs {candidate.prior_log_loss:.4f} of always "
+              "predicting the training base rate (must be lower)")
     if baseline is not None:
         gap = baseline.auc - candidate.auc
         check(gap <= policy.baseline_tolerance,

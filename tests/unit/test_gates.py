@@ -26,7 +26,7 @@ def run(**overrides):  # type: ignore[no-untyped-def]
         ({"validation_passed": False}, False, "data validation failed"),
         ({"candidate": Metrics(0.65, 0.45, 0.55)}, False, "vs floor"),
         ({"candidate": Metrics(0.80, 0.65, 0.70)}, False, "vs ceiling"),
-        ({"candidate": Metrics(0.80, 0.58, 0.55)}, False, "beats the training base rate"),
+        ({"candidate": Metrics(0.80, 0.58, 0.55)}, False, "always predicting the training base rate"),
         ({"baseline": Metrics(0.85, 0.40)}, False, "vs baseline"),
         ({"champion": Metrics(0.83, 0.44)}, False, "vs champion"),
         ({"champion": Metrics(0.805, 0.44)}, True, None),  # within tolerance
