@@ -71,9 +71,22 @@ class AirflowAPI:
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
     def trigger(self, dag_id: str, data_date: date, conf: dict[str, Any] | None = None) -> str:
-        """Start a run whose logical date is `data_date`; returns its run id."""
-        body = {"logical_date": f"{data_date.isoformat()}T00:00:00Z", "conf": conf or {}}
-        return str(self._call("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"])
+        """Start a run whose logical date is `data_date`, or rerun (clear) the one that exists; its run id."""
+        logical = f"{data_date.isoformat()}T00:00:00Z"
+        try:
+            return str(self._call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical,
+                                                                          "conf": conf or {}})["dag_run_id"])
+        except RuntimeError as exc:
+            if "-> 409" not in str(exc):
+                raise
+        # One run per logical date: rerunning a date means clearing that run (its conf stays).
+        runs = self._call("GET", f"/dags/{dag_id}/dagRuns",
+                          params={"logical_date_gte": logical, "logical_date_lte": logical})["dag_runs"]
+        if not runs:
+            raise RuntimeError(f"{dag_id} has a run for {data_date} that could not be found to rerun")
+        run_id = str(runs[0]["dag_run_id"])
+        self._call("POST", f"/dags/{dag_id}/dagRuns/{run_id}/clear", json={"dry_run": False})
+        return run_id
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         return str(self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"])

@@ -32,9 +32,7 @@ logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
 
 def log_scorer(scorer: MLPScorer | HGBScorer, example: pd.DataFrame, name: str = "model") -> Any:
     """Log the scorer in the active run with signature and input example; returns MLflow's ModelInfo."""
-    # Integer columns can't hold nulls: declare them as doubles so a row with a missing value still
-    # matches the signature (MLflow upcasts int input to double, not the other way round).
-    example = example.astype({c: "float64" for c in example.columns if pd.api.types.is_integer_dtype(example[c])})
+    # The signature keeps the stored column types (MLflow refuses long input for a double column).
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "bundle"
         save_bundle(bundle, scorer)
