@@ -21,7 +21,9 @@ Params: `gate_mode` (enforce, dry_run, override), `override_reason` (required fo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
 from typing import Any
 
 import pendulum
@@ -33,19 +35,31 @@ CHAMPION = Asset("nightshift://registry/champion")
 _settings = get_settings()  # environment only: no connection or database look-up at parse time
 
 
-def _as_datetime(day: Any) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+@contextmanager
+def _bad_input_fails_fast() -> Iterator[None]:
+    """Bad data or parameters (ValueError, validation failures included) fail at once: retrying cannot help."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        yield
+    except ValueError as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def _midnight_utc(day: date) -> pendulum.DateTime:
+    return pendulum.datetime(day.year, day.month, day.day, tz="UTC")
 
 
 @dag(
     schedule="@daily",
-    start_date=pendulum.instance(_as_datetime(_settings.schedule_start)),
-    end_date=pendulum.instance(_as_datetime(_settings.schedule_end)) if _settings.schedule_end else None,
+    start_date=_midnight_utc(_settings.schedule_start),
+    end_date=_midnight_utc(_settings.schedule_end) if _settings.schedule_end else None,
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
     tags=["nightshift"],
-    default_args={"retries": 0},
+    # Transient failures (a database blip) retry once; bad data fails at once (AirflowFailException).
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=2)},
     params={
         "data_date": Param("", type="string", title="Data date (YYYY-MM-DD)",
                            description="Leave empty to use the run's logical date."),
@@ -61,43 +75,37 @@ def nightly() -> None:
         from jobs.ingest import ingest as run
         from nightshift.runctx import data_date_of
 
-        day = data_date_of(get_current_context())
-        return {**run(day), "data_date": day.isoformat()}
+        with _bad_input_fails_fast():
+            day = data_date_of(get_current_context())
+            return {**run(day), "data_date": day.isoformat()}
 
     @task
     def validate(ingested: dict[str, Any]) -> dict[str, Any]:
-        from datetime import date
-
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from validation.suite import ValidationFailed
         from validation.suite import validate as run
 
-        try:
+        with _bad_input_fails_fast():
             return run(date.fromisoformat(ingested["data_date"]))
-        except ValidationFailed as exc:
-            raise AirflowFailException(str(exc)) from exc  # bad data: retrying cannot help
 
     @task
     def train(ingested: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
-        from datetime import date
-
         from jobs.train import train as run
         from nightshift.runctx import actor_of, param
 
         context = get_current_context()
-        return run(date.fromisoformat(ingested["data_date"]), actor=actor_of(context), reason=param(context, "reason"))
+        with _bad_input_fails_fast():
+            return run(date.fromisoformat(ingested["data_date"]), actor=actor_of(context),
+                       reason=param(context, "reason"))
 
     @task
     def evaluate(ingested: dict[str, Any], candidate: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
-        from datetime import date
-
         from jobs.evaluate import evaluate as run
         from nightshift.runctx import param
 
         context = get_current_context()
-        return run(date.fromisoformat(ingested["data_date"]), candidate["version"], validation=validation["summary"],
-                   mode=param(context, "gate_mode", "enforce"), override_reason=param(context, "override_reason"))
+        with _bad_input_fails_fast():
+            return run(date.fromisoformat(ingested["data_date"]), candidate["version"],
+                       validation=validation["summary"], mode=param(context, "gate_mode", "enforce"),
+                       override_reason=param(context, "override_reason"))
 
     @task(outlets=[CHAMPION])
     def promote(decision: dict[str, Any]) -> dict[str, Any]:

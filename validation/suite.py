@@ -23,7 +23,7 @@ from nightshift.spec import DatasetSpec
 NUMERIC_TYPES = ["int8", "int16", "int32", "int64", "Int64", "float16", "float32", "float64", "Float64"]
 
 
-class ValidationFailed(Exception):
+class ValidationFailed(ValueError):
     """The partition broke expectations; the message names each one."""
 
 
