@@ -53,7 +53,7 @@ def training_params(settings: Settings, data_date: date) -> dict[str, Any]:
         "data_date": data_date.isoformat(), "train_days": settings.train_days,
         "holdout_days": settings.holdout_days, "max_epochs": settings.max_epochs,
         "patience": settings.patience, "batch_size": settings.batch_size,
-        "learning_rate": settings.learning_rate, "seed": settings.seed,
+        "learning_rate": settings.learning_rate, "seed": settings.seed, "val_split": "tail",
     }
 
 
