@@ -70,7 +70,7 @@ class AirflowAPI:
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
-    def trigger(self, dag_id: str, data_date: date, conf: dict[str, Any] | None = None) -> str:
+    def trigger(self, dag_id: str, data_date: date, conf: dict[str, Any] | None = None, log: Any = print) -> str:
         """Start a run whose logical date is `data_date`, or rerun (clear) the one that exists; its run id."""
         logical = f"{data_date.isoformat()}T00:00:00Z"
         try:
@@ -86,6 +86,8 @@ class AirflowAPI:
             raise RuntimeError(f"{dag_id} has a run for {data_date} that could not be found to rerun")
         run_id = str(runs[0]["dag_run_id"])
         self._call("POST", f"/dags/{dag_id}/dagRuns/{run_id}/clear", json={"dry_run": False})
+        log(f"{dag_id} already has run {run_id} for {data_date}: cleared it to rerun "
+            f"(with its original params {runs[0].get('conf') or {}}; Airflow keeps one run per logical date)")
         return run_id
 
     def run_state(self, dag_id: str, run_id: str) -> str:

@@ -166,7 +166,8 @@ def trigger(dag_id: Annotated[str, typer.Argument(help="DAG to run, e.g. nightly
         api.wait_until_up()
         api.wait_for_dag(dag_id)
         api.unpause(dag_id)
-        run_id = api.trigger(dag_id, _day(day), conf={"gate_mode": mode, "override_reason": override_reason})
+        run_id = api.trigger(dag_id, _day(day), conf={"gate_mode": mode, "override_reason": override_reason},
+                             log=_log)
         _log(f"triggered {dag_id} run {run_id}")
         if wait:
             state = api.wait(dag_id, run_id, timeout=timeout, log=_log)

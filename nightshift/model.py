@@ -61,8 +61,8 @@ def pick_device(wanted: str = "auto") -> torch.device:
 
 
 def fit_mlp(num: np.ndarray, cat: np.ndarray, y: np.ndarray, cardinalities: list[int], *,
-            val_fraction: float = 0.1, val_split: str = "tail", max_epochs: int = 30, patience: int = 3, batch_size: int = 1024,
-            lr: float = 2e-3, seed: int = 13, device: str = "auto",
+            val_fraction: float = 0.1, val_split: str = "tail", max_epochs: int = 30, patience: int = 3,
+            batch_size: int = 1024, lr: float = 2e-3, seed: int = 13, device: str = "auto",
             log: Any = print) -> FitResult:
     """Train with early stopping on a validation split; mixed precision (bf16) on CUDA.
 
