@@ -21,29 +21,17 @@ Params: `gate_mode` (enforce, dry_run, override), `override_reason` (required fo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import Any
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
+from nightshift.runctx import CHAMPION_ASSET, bad_input_fails_fast
 from nightshift.settings import get_settings
 
-CHAMPION = Asset("nightshift://registry/champion")
+CHAMPION = Asset(CHAMPION_ASSET)
 _settings = get_settings()  # environment only: no connection or database look-up at parse time
-
-
-@contextmanager
-def _bad_input_fails_fast() -> Iterator[None]:
-    """Bad data or parameters (ValueError, validation failures included) fail at once: retrying cannot help."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    try:
-        yield
-    except ValueError as exc:
-        raise AirflowFailException(str(exc)) from exc
 
 
 def _midnight_utc(day: date) -> pendulum.DateTime:
@@ -75,7 +63,7 @@ def nightly() -> None:
         from jobs.ingest import ingest as run
         from nightshift.runctx import data_date_of
 
-        with _bad_input_fails_fast():
+        with bad_input_fails_fast():
             day = data_date_of(get_current_context())
             return {**run(day), "data_date": day.isoformat()}
 
@@ -83,7 +71,7 @@ def nightly() -> None:
     def validate(ingested: dict[str, Any]) -> dict[str, Any]:
         from validation.suite import validate as run
 
-        with _bad_input_fails_fast():
+        with bad_input_fails_fast():
             return run(date.fromisoformat(ingested["data_date"]))
 
     @task
@@ -92,7 +80,7 @@ def nightly() -> None:
         from nightshift.runctx import actor_of, param
 
         context = get_current_context()
-        with _bad_input_fails_fast():
+        with bad_input_fails_fast():
             return run(date.fromisoformat(ingested["data_date"]), actor=actor_of(context),
                        reason=param(context, "reason"))
 
@@ -102,13 +90,13 @@ def nightly() -> None:
         from nightshift.runctx import param
 
         context = get_current_context()
-        with _bad_input_fails_fast():
+        with bad_input_fails_fast():
             return run(date.fromisoformat(ingested["data_date"]), candidate["version"],
                        validation=validation["summary"], mode=param(context, "gate_mode", "enforce"),
                        override_reason=param(context, "override_reason"))
 
     @task(outlets=[CHAMPION])
-    def promote(decision: dict[str, Any]) -> dict[str, Any]:
+    def promote(ingested: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from jobs.promote import promote as run
@@ -117,13 +105,18 @@ def nightly() -> None:
         if not decision["promote"]:
             raise AirflowSkipException(f"v{decision['version']} not promoted: gate decision {decision['label']} "
                                        "(reasons in the evaluate log and on the model version's tags)")
-        return run(decision["version"], actor=actor_of(get_current_context()))
+        context = get_current_context()
+        promoted = run(decision["version"], actor=actor_of(context))
+        # `scoring` runs on this event; it scores as of this run's data date.
+        context["outlet_events"][CHAMPION].extra = {"data_date": ingested["data_date"],
+                                                    "version": str(decision["version"])}
+        return promoted
 
     # Task calls take and return XComArgs at parse time; mypy sees the runtime types.
     ingested = ingest()
     validation = validate(ingested)  # type: ignore[arg-type]
     candidate = train(ingested, validation)  # type: ignore[arg-type]
-    promote(evaluate(ingested, candidate, validation))  # type: ignore[arg-type]
+    promote(ingested, evaluate(ingested, candidate, validation))  # type: ignore[arg-type]
 
 
 nightly()

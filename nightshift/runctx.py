@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
+
+# The Airflow assets between the DAGs (Airflow matches assets by URI).
+CHAMPION_ASSET = "nightshift://registry/champion"
+PREDICTIONS_ASSET = "nightshift://store/predictions"
 
 
 def data_date_of(context: Mapping[str, Any]) -> date:
@@ -20,6 +25,34 @@ def data_date_of(context: Mapping[str, Any]) -> date:
         if isinstance(value, datetime):
             return value.date()
     raise ValueError("this run has no logical date: trigger it with a logical date or set the data_date param")
+
+
+def scoring_date_of(context: Mapping[str, Any]) -> date | None:
+    """A scoring run's data date: the param, else the data date of the promotion that triggered it
+    (asset runs have no logical date), else the run's logical date; None when there is none."""
+    param = str((context.get("params") or {}).get("data_date") or "").strip()
+    if param:
+        return data_date_of(context)
+    events = context.get("triggering_asset_events") or {}
+    dates = [str(e.extra["data_date"]) for evs in events.values() for e in evs
+             if isinstance(getattr(e, "extra", None), dict) and e.extra.get("data_date")]
+    if dates:
+        return date.fromisoformat(max(dates))
+    try:
+        return data_date_of(context)
+    except ValueError:
+        return None
+
+
+@contextmanager
+def bad_input_fails_fast() -> Iterator[None]:
+    """In an Airflow task: bad data or parameters (ValueError) fail at once, since retrying cannot help."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        yield
+    except ValueError as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 def actor_of(context: Mapping[str, Any]) -> str:

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nightshift.spec import DatasetSpec, load_spec
@@ -59,6 +59,26 @@ class Settings(BaseSettings):
     min_slice_rows: int = Field(300, ge=1)
     latency_budget_ms: float = Field(250.0, gt=0)
     smoke_rows: int = Field(256, ge=1)
+
+    # Batch scoring (Spark) and the prediction store.
+    spark_master: str = "local[*]"  # or spark://host:7077 for a cluster
+    spark_driver_memory: str = "2g"
+    score_batch_rows: int = Field(50_000, ge=100)  # rows per Arrow batch between the JVM and Python
+    snapshot_retention: int = Field(5, ge=1)  # complete prediction snapshots kept (served one always kept)
+
+    # The lookup API.
+    lookup_api_key: SecretStr | None = None  # set it to require the X-API-Key header
+    lookup_max_keys: int = Field(1000, ge=1)  # most keys one batch lookup may ask for
+
+    @field_validator("lookup_api_key")
+    @classmethod
+    def _real_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        secret = value.get_secret_value()
+        if secret.lower() in {"changeme", "changethis", "secret", "password", "apikey"} or len(secret) < 16:
+            raise ValueError("NIGHTSHIFT_LOOKUP_API_KEY looks like a placeholder: use 16+ random characters")
+        return value
 
     @field_validator("home", "offline_store_dir", "spec_dir")
     @classmethod

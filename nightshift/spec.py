@@ -49,6 +49,15 @@ class Target(BaseModel):
 
     column: str
     positive: Any  # the value that counts as the positive class
+    threshold: float = Field(0.5, gt=0, lt=1)  # score at or above which a prediction is labelled positive
+
+
+class Scoring(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # What a batch scoring run scores: every ingested partition, the full dataset ("all", the
+    # default: upcoming flights are what a lookup asks about), or only the data date's ("day").
+    scope: Literal["all", "day"] = "all"
 
 
 class Derive(BaseModel):
@@ -93,6 +102,7 @@ class DatasetSpec(BaseModel):
     slices: list[str] = Field(default_factory=list)
     expectations: Expectations = Field(default_factory=Expectations)
     gates: GateFloors = Field(default_factory=GateFloors)
+    scoring: Scoring = Field(default_factory=Scoring)
     spec_dir: Path = Field(default=SPEC_DIR, exclude=True)
 
     @model_validator(mode="after")

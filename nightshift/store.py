@@ -17,9 +17,11 @@ from sqlalchemy import (
     Text,
     create_engine,
     desc,
+    event,
     insert,
     select,
 )
+from sqlalchemy.engine import Connection
 
 metadata = MetaData()
 
@@ -40,18 +42,38 @@ alias_audit = Table(
 @lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
     """A pooled engine for the store URL, with the tables created if missing."""
+    import nightshift.predstore  # noqa: F401  (its tables live in this metadata)
+
     engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
     metadata.create_all(engine)
     return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL: readers keep reading the last committed state while a snapshot is being written.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
 
 
 def record_alias_move(engine: Engine, *, model_name: str, alias: str, from_version: str | None,
                       to_version: str | None, actor: str, reason: str) -> None:
     """Append one alias move to the audit trail."""
     with engine.begin() as conn:
-        conn.execute(insert(alias_audit).values(
-            at=datetime.now(UTC), model_name=model_name, alias=alias, from_version=from_version,
-            to_version=to_version, actor=actor, reason=reason))
+        record_alias_move_in(conn, model_name=model_name, alias=alias, from_version=from_version,
+                             to_version=to_version, actor=actor, reason=reason)
+
+
+def record_alias_move_in(conn: Connection, *, model_name: str, alias: str, from_version: str | None,
+                         to_version: str | None, actor: str, reason: str) -> None:
+    """Append one alias move inside the caller's transaction (it lands only if that commits)."""
+    conn.execute(insert(alias_audit).values(
+        at=datetime.now(UTC), model_name=model_name, alias=alias, from_version=from_version,
+        to_version=to_version, actor=actor, reason=reason))
 
 
 def alias_history(engine: Engine, *, model_name: str, limit: int = 20) -> list[dict[str, Any]]:

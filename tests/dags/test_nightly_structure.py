@@ -1,4 +1,4 @@
-"""The DAG folder parses cleanly, cheaply, and `nightly` has the shape the design promises."""
+"""The DAG folder parses cleanly, cheaply, and `nightly` and `scoring` have the shape the design promises."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def parse(airflow_home):  # type: ignore[no-untyped-def]
 def test_dag_folder_parses_without_db_queries_lookups_or_heavy_imports(airflow_home):  # type: ignore[no-untyped-def]
     out = parse(airflow_home)
     assert out["import_errors"] == {}
-    assert "nightly" in out["dags"]
+    assert out["dags"] == ["nightly", "scoring"]
     assert out["queries"] == []
     assert out["lookups"] == []
     assert out["heavy_imports"] == []
@@ -37,9 +37,26 @@ def test_nightly_structure(airflow_home, monkeypatch):  # type: ignore[no-untype
     assert {t.task_id for t in dag.tasks} == {"ingest", "validate", "train", "evaluate", "promote"}
     edges = {(u, t.task_id) for t in dag.tasks for u in t.upstream_task_ids}
     assert edges == {("ingest", "validate"), ("validate", "train"), ("validate", "evaluate"),
-                     ("ingest", "train"), ("ingest", "evaluate"), ("train", "evaluate"), ("evaluate", "promote")}
+                     ("ingest", "train"), ("ingest", "evaluate"), ("train", "evaluate"), ("evaluate", "promote"),
+                     ("ingest", "promote")}
     assert all(t.retries == 1 for t in dag.tasks)  # validation failures skip retries (AirflowFailException)
     outlets = [o.uri for o in dag.get_task("promote").outlets]
     assert outlets == ["nightshift://registry/champion"]
     assert set(dag.params.keys()) == {"data_date", "gate_mode", "override_reason", "reason"}
     assert dag.params.get_param("gate_mode").schema["enum"] == ["enforce", "dry_run", "override"]
+
+
+def test_scoring_structure(airflow_home, monkeypatch):  # type: ignore[no-untyped-def]
+    for key, value in airflow_env(airflow_home).items():
+        monkeypatch.setenv(key, value)
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(str(DAGS)).get_dag("scoring")
+    assert dag.doc_md and "publish" in dag.doc_md
+    assert dag.max_active_runs == 1  # one writer per prediction store
+    assert {(u, t.task_id) for t in dag.tasks for u in t.upstream_task_ids} == {("score", "publish")}
+    # Runs on a new champion and on its own daily schedule.
+    assert dag.timetable.__class__.__name__ == "AssetOrTimeSchedule"
+    assert [a.uri for a in dag.timetable.asset_condition.objects] == ["nightshift://registry/champion"]
+    assert dag.timetable.can_be_scheduled
+    assert [o.uri for o in dag.get_task("publish").outlets] == ["nightshift://store/predictions"]

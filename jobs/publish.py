@@ -1,0 +1,43 @@
+"""Publish: a scored Parquet output into the prediction store as a new snapshot, served atomically."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+from nightshift import predstore, store
+from nightshift.settings import Settings, get_settings
+
+
+def publish(scored: dict[str, Any], *, actor: str, settings: Settings | None = None,
+            log: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Load `score`'s output as a snapshot, make it the served one, apply retention; returns the snapshot.
+
+    Until the final switch nothing is visible to readers; a failure before it leaves the served
+    snapshot as it was (the half-written one is cleared by the next publish).
+    """
+    import pyarrow.dataset as pads
+
+    settings = settings or get_settings()
+    engine = store.get_engine(settings.store_uri)
+    started = time.perf_counter()
+    snapshot_id = predstore.begin_snapshot(
+        engine, dataset=scored["dataset"], run_id=scored["run_id"], model_name=scored["model_name"],
+        model_version=scored["model_version"], model_run_id=scored.get("model_run_id"),
+        data_start=date.fromisoformat(scored["data_start"]), data_end=date.fromisoformat(scored["data_end"]),
+        scored_at=datetime.fromisoformat(scored["scored_at"]))
+    log(f"writing snapshot {snapshot_id} ({scored['rows']:,} rows) into {engine.dialect.name}")
+    batches = pads.dataset(scored["scored_path"], format="parquet").to_batches(batch_size=100_000)
+    written = predstore.write_rows(engine, snapshot_id, batches)
+    if written != scored["rows"]:
+        raise RuntimeError(f"snapshot {snapshot_id}: wrote {written} rows but scoring produced {scored['rows']}; "
+                           "not published")
+    reason = f"scoring run {scored['run_id']}: {scored['model_name']} v{scored['model_version']}"
+    snap = predstore.publish(engine, snapshot_id, actor=actor, retention=settings.snapshot_retention, reason=reason)
+    seconds = time.perf_counter() - started
+    log(f"snapshot {snapshot_id} served: {snap['row_count']:,} rows in {seconds:.1f}s "
+        f"({snap['row_count'] / max(seconds, 1e-9):,.0f} rows/s); removed {snap['removed'] or 'none'}")
+    return {"snapshot_id": snapshot_id, "rows": int(snap["row_count"]), "removed": snap["removed"],
+            "seconds": round(seconds, 2)}

@@ -1,0 +1,148 @@
+"""Score: the champion over the spec's scoring scope with PySpark, into a Parquet output per run.
+
+The champion's bundle (fitted preprocessing + weights) is shipped to the workers with the job and
+loaded once per Python worker; workers run the suite's own environment (no environment is restored
+and nothing is downloaded at run time). JVM -> Python transfer is Arrow (`mapInArrow`), only the
+columns the model reads travel, and the output is (entity_key, score, label).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from nightshift import offline
+from nightshift.scoring import score_columns
+from nightshift.settings import Settings, get_settings
+from nightshift.spec import DatasetSpec
+
+
+def scope_days(settings: Settings, spec: DatasetSpec, day: date | None) -> list[date]:
+    """The ingested days a scoring run covers: all of them (scope `all`) or the data date (`day`)."""
+    root = settings.offline_dir / spec.name
+    found = sorted(date.fromisoformat(p.name.split("=", 1)[1]) for p in root.glob("date=*")
+                   if (p / "part-0.parquet").exists()) if root.exists() else []
+    if spec.scoring.scope == "day":
+        if day is None:
+            raise ValueError(f"{spec.name} scores one day at a time (scoring scope 'day'): give a data date")
+        found = [d for d in found if d == day]
+    if not found:
+        raise ValueError(f"nothing to score: no ingested {spec.name} partitions"
+                         + (f" for {day.isoformat()}" if day and spec.scoring.scope == "day" else "")
+                         + f" under {root}")
+    return found
+
+
+def champion_bundle(settings: Settings, dataset: str) -> dict[str, Any]:
+    """The champion's name, version, run id and a local copy of its bundle (downloaded once per version)."""
+    import mlflow
+
+    from registry import aliases
+    from registry.tracking import configure
+
+    client = configure(settings, dataset)
+    name = settings.model_name(dataset)
+    version = aliases.alias_version(client, name, aliases.CHAMPION)
+    if version is None:
+        raise ValueError(f"{name} has no champion yet: run `nightly` (or `nightshift run`) until one is promoted")
+    mv = client.get_model_version(name, version)
+    target = settings.home / "models" / name / f"v{version}"
+    if not (target / "bundle").exists():
+        staging = target.parent / f".v{version}-{uuid.uuid4().hex}"
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}",
+                                                         dst_path=str(staging)))
+        bundle = next(local.rglob("preprocessor.json")).parent
+        target.mkdir(parents=True, exist_ok=True)
+        os.replace(bundle, target / "bundle")
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"model_name": name, "model_version": str(version), "model_run_id": mv.run_id,
+            "bundle_dir": str(target / "bundle")}
+
+
+def spark_session(settings: Settings, app_name: str = "nightshift-scoring") -> Any:
+    """A Spark session on the configured master, its Python workers on this interpreter."""
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    return (SparkSession.builder.master(settings.spark_master).appName(app_name)
+            .config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
+            .config("spark.driver.memory", settings.spark_driver_memory)
+            .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.score_batch_rows))
+            .config("spark.sql.session.timeZone", "UTC")
+            # pandas writes event timestamps as TIMESTAMP(NANOS), which Spark refuses by default; the
+            # model never reads them, so reading them as long costs nothing.
+            .config("spark.sql.legacy.parquet.nanosAsLong", "true")
+            .config("spark.ui.showConsoleProgress", "false")
+            .getOrCreate())
+
+
+def scored_frame(frame: Any, spec: DatasetSpec, bundle_name: str) -> Any:
+    """(entity_key, score, label) of every row: the model in a scalar-iterator Arrow UDF, the label in SQL."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.functions import ArrowUDFType, arrow_udf
+
+    names = list(spec.raw_inputs)
+
+    def score_udf(batches: Any) -> Any:
+        return score_columns(batches, bundle=bundle_name, names=names)
+
+    with warnings.catch_warnings():  # the UDF type is given explicitly, so pyspark needs no type hints
+        warnings.simplefilter("ignore", UserWarning)
+        udf = arrow_udf(score_udf, "float", ArrowUDFType.SCALAR_ITER)
+    return (frame.select(F.col(spec.entity_key).cast("string").alias("entity_key"), udf(*names).alias("score"))
+            .withColumn("label", F.col("score") >= F.lit(spec.target.threshold)))
+
+
+def run_slug(run_id: str) -> str:
+    """A folder-safe name for a run id."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)[:150]
+
+
+def score(day: date | None, *, run_id: str, settings: Settings | None = None,
+          log: Callable[[str], Any] = print, spark: Any = None) -> dict[str, Any]:
+    """Score the scope with the champion; returns a reference to the scored Parquet and its provenance."""
+    settings = settings or get_settings()
+    spec = settings.spec()
+    days = scope_days(settings, spec, day)
+    model = champion_bundle(settings, spec.name)
+    log(f"scoring {spec.name} {days[0]}..{days[-1]} ({len(days)} partitions) with "
+        f"{model['model_name']} v{model['model_version']} on {settings.spark_master}")
+    out = settings.home / "scores" / spec.name / run_slug(run_id)
+    staging = out.parent / f".staging-{out.name}-{uuid.uuid4().hex}"
+    own_session = spark is None
+    spark = spark or spark_session(settings)
+    started = time.perf_counter()
+    scored_at = datetime.now(UTC)
+    try:
+        bundle_name = f"bundle-{model['model_name']}-v{model['model_version']}"
+        shipped = Path(settings.home / "models" / "ship" / bundle_name)
+        if not shipped.exists():  # SparkFiles names files by their base name
+            shipped.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(model["bundle_dir"], shipped, dirs_exist_ok=True)
+        spark.sparkContext.addFile(str(shipped), recursive=True)
+        paths = [str(offline.partition_dir(settings.offline_dir, spec.name, d)) for d in days]
+        scored = scored_frame(spark.read.parquet(*paths), spec, bundle_name)
+        scored.write.mode("overwrite").parquet(str(staging))
+        rows = spark.read.parquet(str(staging)).count()
+    finally:
+        if own_session:
+            spark.stop()
+    old = out.parent / f".old-{out.name}-{uuid.uuid4().hex}"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
+    seconds = time.perf_counter() - started
+    log(f"scored {rows:,} rows in {seconds:.1f}s ({rows / max(seconds, 1e-9):,.0f} rows/s) -> {out}")
+    return {**{k: v for k, v in model.items() if k != "bundle_dir"}, "run_id": run_id, "dataset": spec.name,
+            "scored_path": str(out), "rows": int(rows), "data_start": days[0].isoformat(),
+            "data_end": days[-1].isoformat(), "scored_at": scored_at.isoformat(), "seconds": round(seconds, 2)}

@@ -1,0 +1,336 @@
+"""The prediction store: one snapshot of scores per scoring run, published atomically.
+
+Tables (in the SQL store, SQLite or PostgreSQL by URL):
+* `prediction_snapshots`: one row per snapshot (model, runs, data interval, row count, status);
+* `predictions`: (snapshot_id, entity_key) -> score, label. On PostgreSQL it is partitioned by
+  snapshot: a new snapshot is COPYed into its own table, indexed, then attached as a partition, and
+  retention drops whole partitions;
+* `served_snapshot`: per dataset, the one snapshot readers see.
+
+Readers resolve the served snapshot and read its rows in one statement, so a reader sees the old
+snapshot or the new one, never a mix. A snapshot is written with status `writing`, invisible to
+readers; publishing flips the pointer in one transaction. A crash or kill mid-write leaves the
+pointer (and what is served) untouched; the next write clears the leftovers.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    desc,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Connection
+
+from nightshift import store
+from nightshift.store import metadata
+
+WRITING, COMPLETE = "writing", "complete"
+SERVED_ALIAS = "served_snapshot"  # how served-snapshot switches appear in the audit trail
+
+snapshots = Table(
+    "prediction_snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dataset", String(100), nullable=False, index=True),
+    Column("run_id", String(250), nullable=False),  # the scoring run; a rerun replaces its snapshot
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", String(20), nullable=False),
+    Column("model_run_id", String(64)),  # the MLflow run that trained the model
+    Column("data_start", Date),
+    Column("data_end", Date),
+    Column("row_count", BigInteger),
+    Column("status", String(12), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("scored_at", DateTime(timezone=True)),
+    Column("published_at", DateTime(timezone=True)),
+)
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("snapshot_id", Integer, primary_key=True),
+    Column("entity_key", Text, primary_key=True),
+    Column("score", Float(precision=24), nullable=False),  # REAL: the model computes in float32
+    Column("label", Boolean, nullable=False),
+    postgresql_partition_by="LIST (snapshot_id)",
+    sqlite_with_rowid=False,
+)
+
+served = Table(
+    "served_snapshot",
+    metadata,
+    Column("dataset", String(100), primary_key=True),
+    Column("snapshot_id", Integer, nullable=False),
+    Column("switched_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class SnapshotError(ValueError):
+    """A snapshot that does not exist or cannot be served."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _is_pg(engine: Engine | Connection) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def _partition(snapshot_id: int) -> str:
+    return f"predictions_s{int(snapshot_id)}"
+
+
+# ---------------------------------------------------------------- writing
+
+
+def begin_snapshot(engine: Engine, *, dataset: str, run_id: str, model_name: str, model_version: str,
+                   model_run_id: str | None, data_start: date | None, data_end: date | None,
+                   scored_at: datetime | None = None) -> int:
+    """Register a new snapshot (status writing, invisible to readers); returns its id.
+
+    Leftovers of writes that never finished (a crash, a kill) are removed first: scoring runs one at
+    a time per dataset, so a snapshot still `writing` when a new one starts is dead.
+    """
+    clear_unfinished(engine, dataset=dataset)
+    with engine.begin() as conn:
+        snapshot_id = int(conn.execute(insert(snapshots).values(
+            dataset=dataset, run_id=run_id, model_name=model_name, model_version=str(model_version),
+            model_run_id=model_run_id, data_start=data_start, data_end=data_end, status=WRITING,
+            created_at=_now(), scored_at=scored_at or _now()).returning(snapshots.c.id)).scalar_one())
+        if _is_pg(conn):
+            # Its own table, no index while loading; attached as a partition on publish.
+            part = _partition(snapshot_id)
+            conn.execute(text(
+                f"CREATE TABLE {part} (snapshot_id integer NOT NULL DEFAULT {snapshot_id} "
+                f"CHECK (snapshot_id = {snapshot_id}), entity_key text NOT NULL, score real NOT NULL, "
+                "label boolean NOT NULL)"))
+    return snapshot_id
+
+
+def write_rows(engine: Engine, snapshot_id: int, batches: Iterable[pa.RecordBatch], *, streams: int = 2) -> int:
+    """Load (entity_key, score, label) batches into a writing snapshot; returns the rows written.
+
+    PostgreSQL: COPY in CSV from Arrow, over `streams` connections at once. SQLite: one transaction.
+    """
+    if _is_pg(engine):
+        return _copy_pg(engine, snapshot_id, batches, streams=max(1, streams))
+    total = 0
+    with engine.begin() as conn:
+        for batch in batches:
+            cols = batch.to_pydict()
+            rows = list(zip([snapshot_id] * batch.num_rows, cols["entity_key"], cols["score"], cols["label"],
+                            strict=True))
+            conn.exec_driver_sql("INSERT INTO predictions (snapshot_id, entity_key, score, label) "
+                                 "VALUES (?, ?, ?, ?)", rows)
+            total += batch.num_rows
+    return total
+
+
+def _copy_pg(engine: Engine, snapshot_id: int, batches: Iterable[pa.RecordBatch], *, streams: int) -> int:
+    import pyarrow.csv as pacsv
+
+    part = _partition(snapshot_id)
+    options = pacsv.WriteOptions(include_header=False)
+    sql = f"COPY {part} (entity_key, score, label) FROM STDIN WITH (FORMAT csv)"
+
+    def copy(chunk: list[pa.RecordBatch]) -> int:
+        buf = io.BytesIO()
+        pacsv.write_csv(pa.Table.from_batches(chunk), buf, options)
+        buf.seek(0)
+        raw = engine.raw_connection()
+        try:
+            with raw.cursor() as cur:  # type: ignore[attr-defined]
+                cur.copy_expert(sql, buf)
+            raw.commit()
+        finally:
+            raw.close()
+        return sum(b.num_rows for b in chunk)
+
+    def chunks() -> Iterable[list[pa.RecordBatch]]:
+        chunk: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in batches:
+            chunk.append(batch.select(["entity_key", "score", "label"]))
+            rows += batch.num_rows
+            if rows >= 250_000:
+                yield chunk
+                chunk, rows = [], 0
+        if chunk:
+            yield chunk
+
+    # Encoding the next chunk overlaps with the server parsing the previous ones.
+    with ThreadPoolExecutor(max_workers=streams) as pool:
+        return sum(pool.map(copy, chunks()))
+
+
+def publish(engine: Engine, snapshot_id: int, *, actor: str, reason: str, retention: int) -> dict[str, Any]:
+    """Make a written snapshot the served one, in one transaction; then apply retention.
+
+    An older snapshot of the same run is replaced (a rerun adds no second copy). Returns the
+    published snapshot's row and the ids removed.
+    """
+    with engine.begin() as conn:
+        snap = conn.execute(select(snapshots).where(snapshots.c.id == snapshot_id).with_for_update()).first()
+        if snap is None or snap.status != WRITING:
+            raise SnapshotError(f"snapshot {snapshot_id} is not being written (status: "
+                                f"{snap.status if snap else 'missing'}); nothing published")
+        if _is_pg(conn):
+            part = _partition(snapshot_id)
+            conn.execute(text(f"ALTER TABLE {part} ADD PRIMARY KEY (snapshot_id, entity_key)"))
+            conn.execute(text(f"ALTER TABLE predictions ATTACH PARTITION {part} FOR VALUES IN ({snapshot_id})"))
+            rows = conn.execute(text(f"SELECT count(*) FROM {part}")).scalar_one()
+        else:
+            rows = conn.execute(select(func.count()).select_from(predictions).where(
+                predictions.c.snapshot_id == snapshot_id)).scalar_one()
+        conn.execute(update(snapshots).where(snapshots.c.id == snapshot_id).values(
+            status=COMPLETE, row_count=int(rows), published_at=_now()))
+        before = _switch(conn, snap.dataset, snapshot_id)
+        store.record_alias_move_in(conn, model_name=f"predictions:{snap.dataset}", alias=SERVED_ALIAS,
+                                   from_version=None if before is None else str(before),
+                                   to_version=str(snapshot_id), actor=actor, reason=reason)
+        replaced = [r.id for r in conn.execute(select(snapshots.c.id).where(and_(
+            snapshots.c.dataset == snap.dataset, snapshots.c.run_id == snap.run_id,
+            snapshots.c.id != snapshot_id)))]
+    removed = _drop(engine, replaced)
+    removed += apply_retention(engine, dataset=snap.dataset, keep=retention)
+    return {**get_snapshot(engine, snapshot_id), "removed": removed}
+
+
+def _switch(conn: Connection, dataset: str, snapshot_id: int) -> int | None:
+    before = conn.execute(select(served.c.snapshot_id).where(served.c.dataset == dataset)).scalar_one_or_none()
+    if before is None:
+        conn.execute(insert(served).values(dataset=dataset, snapshot_id=snapshot_id, switched_at=_now()))
+    else:
+        conn.execute(update(served).where(served.c.dataset == dataset).values(
+            snapshot_id=snapshot_id, switched_at=_now()))
+    return before
+
+
+def serve(engine: Engine, *, dataset: str, snapshot_id: int, actor: str, reason: str) -> int | None:
+    """Switch the served snapshot (rollback to an older complete one); returns the one it replaced."""
+    with engine.begin() as conn:
+        snap = conn.execute(select(snapshots).where(snapshots.c.id == snapshot_id)).first()
+        if snap is None or snap.dataset != dataset or snap.status != COMPLETE:
+            kept = [r.id for r in conn.execute(select(snapshots.c.id).where(and_(
+                snapshots.c.dataset == dataset, snapshots.c.status == COMPLETE)).order_by(snapshots.c.id))]
+            raise SnapshotError(f"snapshot {snapshot_id} is not a complete {dataset} snapshot; kept: {kept}")
+        before = _switch(conn, dataset, snapshot_id)
+        store.record_alias_move_in(conn, model_name=f"predictions:{dataset}", alias=SERVED_ALIAS,
+                                   from_version=None if before is None else str(before),
+                                   to_version=str(snapshot_id), actor=actor, reason=reason)
+    return before
+
+
+def apply_retention(engine: Engine, *, dataset: str, keep: int) -> list[int]:
+    """Remove complete snapshots beyond the newest `keep` (never the served one); returns their ids."""
+    keep = max(1, keep)
+    with engine.connect() as conn:
+        current = conn.execute(select(served.c.snapshot_id).where(served.c.dataset == dataset)).scalar_one_or_none()
+        ids = [r.id for r in conn.execute(select(snapshots.c.id).where(and_(
+            snapshots.c.dataset == dataset, snapshots.c.status == COMPLETE)).order_by(desc(snapshots.c.id)))]
+    return _drop(engine, [i for i in ids[keep:] if i != current])
+
+
+def clear_unfinished(engine: Engine, *, dataset: str) -> list[int]:
+    """Remove snapshots left `writing` by a write that died; returns their ids."""
+    with engine.connect() as conn:
+        ids = [r.id for r in conn.execute(select(snapshots.c.id).where(and_(
+            snapshots.c.dataset == dataset, snapshots.c.status == WRITING)))]
+    return _drop(engine, ids)
+
+
+def _drop(engine: Engine, ids: Sequence[int]) -> list[int]:
+    for snapshot_id in ids:
+        if _is_pg(engine):
+            part = _partition(snapshot_id)
+            with engine.connect() as conn:
+                attached = conn.execute(text(
+                    "SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(:t)"), {"t": part}).first()
+            if attached:
+                # CONCURRENTLY: readers of the other snapshots are never blocked by the detach.
+                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.execute(text(f"ALTER TABLE predictions DETACH PARTITION {part} CONCURRENTLY"))
+        with engine.begin() as conn:
+            if _is_pg(conn):
+                conn.execute(text(f"DROP TABLE IF EXISTS {_partition(snapshot_id)}"))
+            else:
+                conn.execute(delete(predictions).where(predictions.c.snapshot_id == snapshot_id))
+            conn.execute(delete(snapshots).where(snapshots.c.id == snapshot_id))
+    return list(ids)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def get_snapshot(engine: Engine, snapshot_id: int) -> dict[str, Any]:
+    """One snapshot's row; SnapshotError when it does not exist."""
+    with engine.connect() as conn:
+        row = conn.execute(select(snapshots).where(snapshots.c.id == snapshot_id)).first()
+    if row is None:
+        raise SnapshotError(f"no snapshot {snapshot_id}")
+    return dict(row._mapping)
+
+
+def current_snapshot(engine: Engine, *, dataset: str) -> dict[str, Any] | None:
+    """The served snapshot of a dataset, or None when nothing was published yet."""
+    with engine.connect() as conn:
+        row = conn.execute(select(snapshots).join(served, served.c.snapshot_id == snapshots.c.id)
+                           .where(served.c.dataset == dataset)).first()
+    return dict(row._mapping) if row else None
+
+
+def list_snapshots(engine: Engine, *, dataset: str) -> list[dict[str, Any]]:
+    """Every snapshot of a dataset, newest first, with `served` marking the one readers see."""
+    current = current_snapshot(engine, dataset=dataset)
+    with engine.connect() as conn:
+        rows = conn.execute(select(snapshots).where(snapshots.c.dataset == dataset).order_by(desc(snapshots.c.id)))
+        return [{**dict(r._mapping), "served": bool(current and r.id == current["id"])} for r in rows]
+
+
+def lookup_query(dataset: str, keys: Sequence[str]) -> Any:
+    """The one-statement read: rows of `keys` in the dataset's served snapshot."""
+    current = select(served.c.snapshot_id).where(served.c.dataset == dataset).scalar_subquery()
+    return (select(predictions.c.snapshot_id, predictions.c.entity_key, predictions.c.score, predictions.c.label)
+            .where(predictions.c.snapshot_id == current, predictions.c.entity_key.in_(list(keys))))
+
+
+def lookup(engine: Engine, *, dataset: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Served predictions of `keys` by entity key (missing keys are absent), all from one snapshot."""
+    with engine.connect() as conn:
+        return {r.entity_key: dict(r._mapping) for r in conn.execute(lookup_query(dataset, keys))}
+
+
+def count_rows(engine: Engine, snapshot_id: int) -> int:
+    """Rows stored for a snapshot (a published one, or one being written)."""
+    with engine.connect() as conn:
+        if _is_pg(conn):
+            exists = conn.execute(text("SELECT to_regclass(:t)"), {"t": _partition(snapshot_id)}).scalar()
+            return int(conn.execute(text(f"SELECT count(*) FROM {_partition(snapshot_id)}")).scalar_one()) \
+                if exists else 0
+        return int(conn.execute(select(func.count()).select_from(predictions)
+                                .where(predictions.c.snapshot_id == snapshot_id)).scalar_one())
