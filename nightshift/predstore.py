@@ -67,6 +67,7 @@ snapshots = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("scored_at", DateTime(timezone=True)),
     Column("published_at", DateTime(timezone=True)),
+    sqlite_autoincrement=True,  # ids are never reused: readers cache snapshot rows by id
 )
 
 predictions = Table(
@@ -132,13 +133,15 @@ def begin_snapshot(engine: Engine, *, dataset: str, run_id: str, model_name: str
     return snapshot_id
 
 
-def write_rows(engine: Engine, snapshot_id: int, batches: Iterable[pa.RecordBatch], *, streams: int = 2) -> int:
+def write_rows(engine: Engine, snapshot_id: int, batches: Iterable[pa.RecordBatch], *, streams: int = 2,
+               chunk_rows: int = 250_000) -> int:
     """Load (entity_key, score, label) batches into a writing snapshot; returns the rows written.
 
-    PostgreSQL: COPY in CSV from Arrow, over `streams` connections at once. SQLite: one transaction.
+    PostgreSQL: COPY in CSV from Arrow, `chunk_rows` rows per COPY, over `streams` connections at
+    once. SQLite: one transaction.
     """
     if _is_pg(engine):
-        return _copy_pg(engine, snapshot_id, batches, streams=max(1, streams))
+        return _copy_pg(engine, snapshot_id, batches, streams=max(1, streams), chunk_rows=chunk_rows)
     total = 0
     with engine.begin() as conn:
         for batch in batches:
@@ -151,7 +154,8 @@ def write_rows(engine: Engine, snapshot_id: int, batches: Iterable[pa.RecordBatc
     return total
 
 
-def _copy_pg(engine: Engine, snapshot_id: int, batches: Iterable[pa.RecordBatch], *, streams: int) -> int:
+def _copy_pg(engine: Engine, snapshot_id: int, batches: Iterable[pa.RecordBatch], *, streams: int,
+             chunk_rows: int) -> int:
     import pyarrow.csv as pacsv
 
     part = _partition(snapshot_id)
@@ -177,7 +181,7 @@ def _copy_pg(engine: Engine, snapshot_id: int, batches: Iterable[pa.RecordBatch]
         for batch in batches:
             chunk.append(batch.select(["entity_key", "score", "label"]))
             rows += batch.num_rows
-            if rows >= 250_000:
+            if rows >= chunk_rows:
                 yield chunk
                 chunk, rows = [], 0
         if chunk:

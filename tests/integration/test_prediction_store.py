@@ -1,0 +1,165 @@
+"""The prediction store on SQLite and PostgreSQL: atomic publish, kill mid-write, reruns, retention, rollback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from sqlalchemy import Engine, func, select
+
+from nightshift import predstore, store
+from tests.conftest import ROOT, create_pg_database, drop_pg_database
+
+WORKER = ROOT / "tests" / "integration" / "publish_worker.py"
+ROWS = 20_000
+SAMPLE = [f"k{i:07d}" for i in range(0, ROWS, 997)]  # keys spread over the whole snapshot
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = create_pg_database("ns_predstore")
+        yield url
+        store.get_engine.cache_clear()
+        drop_pg_database(url)
+    store.get_engine.cache_clear()
+
+
+def run_worker(url: str, run_id: str, marker: float, rows: int = ROWS, delay: float = 0.0) -> int:
+    """Publish a snapshot whose every score is `marker`, in a separate process; returns its id."""
+    proc = subprocess.run([sys.executable, str(WORKER), url, run_id, str(rows), str(marker), str(delay)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return int(proc.stdout.split("PUBLISHED")[1].split()[0])
+
+
+def served_state(engine: Engine) -> tuple[int, int, int, set[float], int]:
+    """(served id, its row_count, rows stored under it, scores of the sampled keys, sampled keys found)."""
+    snap = predstore.current_snapshot(engine, dataset="d")
+    assert snap is not None
+    found = predstore.lookup(engine, dataset="d", keys=SAMPLE)
+    ids = {r["snapshot_id"] for r in found.values()}
+    assert ids <= {snap["id"]} or len(ids) == 1, f"rows from several snapshots in one read: {ids}"
+    with engine.connect() as conn:
+        stored = conn.execute(select(func.count()).select_from(predstore.predictions)
+                              .where(predstore.predictions.c.snapshot_id == next(iter(ids)))).scalar_one()
+    return next(iter(ids)), snap["row_count"], stored, {round(r["score"], 3) for r in found.values()}, len(found)
+
+
+def test_reader_polling_during_publish_sees_only_complete_snapshots(store_url: str) -> None:
+    engine = store.get_engine(store_url)
+    first = run_worker(store_url, "run-1", 0.1)
+    seen: list[tuple[int, int, int, set[float], int]] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            try:
+                seen.append(served_state(engine))
+            except BaseException as exc:  # noqa: BLE001  (reported by the test thread)
+                errors.append(exc)
+                return
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        second = run_worker(store_url, "run-2", 0.7, delay=0.01)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        reader.join(timeout=60)
+    assert not errors, errors
+    assert len(seen) > 5
+    for snapshot_id, row_count, stored, scores, found in seen:
+        # Every read is one whole snapshot: all sampled keys, all with that snapshot's score.
+        assert found == len(SAMPLE) and stored == row_count == ROWS
+        assert (snapshot_id, scores) in [(first, {0.1}), (second, {0.7})]
+    assert seen[0][0] == first and seen[-1][0] == second
+
+
+def test_killed_publish_leaves_previous_snapshot_served(store_url: str) -> None:
+    engine = store.get_engine(store_url)
+    first = run_worker(store_url, "run-1", 0.1)
+    proc = subprocess.Popen([sys.executable, str(WORKER), store_url, "run-2", str(ROWS), "0.9", "0.05"],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("WRITING"), line
+    dead = int(line.split()[1])
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    assert served_state(engine)[:4] == (first, ROWS, ROWS, {0.1})
+    statuses = {s["id"]: s["status"] for s in predstore.list_snapshots(engine, dataset="d")}
+    assert statuses == {first: "complete", dead: "writing"}
+    # The next publish clears the dead write and serves normally.
+    third = run_worker(store_url, "run-3", 0.5)
+    assert served_state(engine)[:4] == (third, ROWS, ROWS, {0.5})
+    assert dead not in {s["id"] for s in predstore.list_snapshots(engine, dataset="d")}
+    assert predstore.count_rows(engine, dead) == 0
+
+
+def test_rerun_replaces_its_own_snapshot(store_url: str) -> None:
+    engine = store.get_engine(store_url)
+    first = run_worker(store_url, "run-1", 0.1)
+    again = run_worker(store_url, "run-1", 0.3)
+    snaps = predstore.list_snapshots(engine, dataset="d")
+    assert [(s["id"], s["run_id"], s["served"]) for s in snaps] == [(again, "run-1", True)]
+    assert predstore.count_rows(engine, first) == 0
+    with engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(predstore.predictions)).scalar_one()
+    assert total == ROWS  # no duplicates anywhere
+    assert served_state(engine)[3] == {0.3}
+
+
+def test_retention_and_snapshot_rollback(store_url: str) -> None:
+    engine = store.get_engine(store_url)
+
+    def publish(run_id: str, marker: float, retention: int) -> int:
+        sid = predstore.begin_snapshot(engine, dataset="d", run_id=run_id, model_name="m", model_version="1",
+                                       model_run_id=None, data_start=None, data_end=None)
+        predstore.write_rows(engine, sid, [pa.record_batch({
+            "entity_key": SAMPLE, "score": pa.array([marker] * len(SAMPLE), pa.float32()),
+            "label": [False] * len(SAMPLE)})])
+        return int(predstore.publish(engine, sid, actor="test", reason=run_id, retention=retention)["id"])
+
+    s1, s2, s3 = publish("r1", 0.1, 2), publish("r2", 0.2, 2), publish("r3", 0.3, 2)
+    assert [s["id"] for s in predstore.list_snapshots(engine, dataset="d")] == [s3, s2]  # s1 removed
+    assert predstore.count_rows(engine, s1) == 0
+
+    # Rollback: serve the older snapshot again; every read answers from it.
+    assert predstore.serve(engine, dataset="d", snapshot_id=s2, actor="ops", reason="bad scores") == s3
+    assert {round(r["score"], 3) for r in predstore.lookup(engine, dataset="d", keys=SAMPLE).values()} == {0.2}
+    with pytest.raises(predstore.SnapshotError, match=f"kept: \\[{s2}, {s3}\\]"):
+        predstore.serve(engine, dataset="d", snapshot_id=s1, actor="ops", reason="gone")
+    # Retention never removes the served snapshot, even when it is not among the newest.
+    assert predstore.apply_retention(engine, dataset="d", keep=1) == []
+    assert {s["id"] for s in predstore.list_snapshots(engine, dataset="d")} == {s2, s3}
+    s4 = publish("r4", 0.4, 2)
+    assert [s["id"] for s in predstore.list_snapshots(engine, dataset="d")] == [s4, s3]
+    # Every switch of the served snapshot is in the audit trail.
+    moves = store.alias_history(engine, model_name="predictions:d")
+    assert [(m["from_version"], m["to_version"]) for m in reversed(moves)] == [
+        (None, str(s1)), (str(s1), str(s2)), (str(s2), str(s3)), (str(s3), str(s2)), (str(s2), str(s4))]
+    assert moves[1]["actor"] == "ops" and moves[1]["reason"] == "bad scores"
+
+
+def test_publish_refuses_unknown_or_finished_snapshot(store_url: str) -> None:
+    engine = store.get_engine(store_url)
+    sid = run_worker(store_url, "run-1", 0.1, rows=10)
+    with pytest.raises(predstore.SnapshotError, match="not being written"):
+        predstore.publish(engine, sid, actor="t", reason="again", retention=2)
+    with pytest.raises(predstore.SnapshotError, match="missing"):
+        predstore.publish(engine, 999, actor="t", reason="none", retention=2)
