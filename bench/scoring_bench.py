@@ -319,10 +319,9 @@ def main() -> None:
         if "spark_udf_jdbc" in stages:
             os.environ["PYSPARK_SUBMIT_ARGS"] = f"--jars {JDBC_JAR} pyspark-shell"
         spark = spark_session(settings, "nightshift-bench")
-        bundle_name = f"bundle-{model['model_name']}-v{model['model_version']}"
-        shipped = home / "ship" / bundle_name
-        shutil.copytree(model["bundle_dir"], shipped, dirs_exist_ok=True)
-        spark.sparkContext.addFile(str(shipped), recursive=True)
+        bundle_name = f"bundle-{model['model_name']}-v{model['model_version']}.zip"
+        archive = shutil.make_archive(str(home / "ship" / bundle_name[:-4]), "zip", model["bundle_dir"])
+        spark.sparkContext.addArchive(archive)
         for variant in ("transfer", "map_in_arrow", "arrow_udf_transfer", "arrow_udf", "map_in_pandas",
                         "predict_batch_udf"):
             if variant in stages:

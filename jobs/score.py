@@ -123,12 +123,14 @@ def score(day: date | None, *, run_id: str, settings: Settings | None = None,
     started = time.perf_counter()
     scored_at = datetime.now(UTC)
     try:
-        bundle_name = f"bundle-{model['model_name']}-v{model['model_version']}"
-        shipped = Path(settings.home / "models" / "ship" / bundle_name)
-        if not shipped.exists():  # SparkFiles names files by their base name
-            shipped.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(model["bundle_dir"], shipped, dirs_exist_ok=True)
-        spark.sparkContext.addFile(str(shipped), recursive=True)
+        # Shipped as an archive (clusters take no directories); workers see it unpacked under this name.
+        bundle_name = f"bundle-{model['model_name']}-v{model['model_version']}.zip"
+        archive = settings.home / "models" / "ship" / bundle_name
+        if not archive.exists():
+            archive.parent.mkdir(parents=True, exist_ok=True)
+            tmp = shutil.make_archive(str(archive.with_suffix(f".{uuid.uuid4().hex}")), "zip", model["bundle_dir"])
+            os.replace(tmp, archive)
+        spark.sparkContext.addArchive(str(archive))
         paths = [str(offline.partition_dir(settings.offline_dir, spec.name, d)) for d in days]
         scored = scored_frame(spark.read.parquet(*paths), spec, bundle_name)
         scored.write.mode("overwrite").parquet(str(staging))

@@ -1,0 +1,162 @@
+"""Batch scoring with real PySpark: local[*] and a standalone master + worker on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pyspark
+import pytest
+
+from jobs.evaluate import evaluate
+from jobs.ingest import ingest
+from jobs.promote import promote
+from jobs.publish import publish
+from jobs.score import score
+from jobs.train import train
+from nightshift import offline, predstore, store
+from nightshift.settings import Settings, get_settings
+from tests.conftest import tiny_env
+
+D = date(2013, 2, 10)
+SPARK_HOME = Path(pyspark.__file__).parent
+
+
+def quiet(*_: object) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def champion_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A tiny-dataset home with all 90 days ingested and a promoted champion (shared by this module)."""
+    home = tmp_path_factory.mktemp("scoring") / "home"
+    saved = dict(os.environ)
+    os.environ.update(tiny_env(home, NIGHTSHIFT_SPARK_MASTER="local[2]", PYSPARK_PYTHON=sys.executable))
+    get_settings.cache_clear()
+    s = get_settings()
+    ingest(date(2013, 1, 1), date(2013, 3, 31), settings=s, log=quiet)
+    candidate = train(D, settings=s, actor="test", log=quiet)
+    assert evaluate(D, candidate["version"], settings=s, log=quiet)["promote"]
+    promote(candidate["version"], actor="test", settings=s, log=quiet)
+    yield s
+    os.environ.clear()
+    os.environ.update(saved)
+    get_settings.cache_clear()
+    store.get_engine.cache_clear()
+
+
+def all_rows(s: Settings) -> pd.DataFrame:
+    frame, _ = offline.read_days(s.offline_dir, "tiny", offline.days(date(2013, 1, 1), date(2013, 3, 31)))
+    return frame
+
+
+@pytest.fixture(scope="module")
+def expected(champion_home: Settings) -> pd.Series:
+    """The registered pyfunc's score of every row, by entity key: what Spark must reproduce."""
+    s = champion_home
+    rows = all_rows(s)
+    mlflow.set_tracking_uri(s.tracking_uri)
+    mlflow.set_registry_uri(s.tracking_uri)
+    p = mlflow.pyfunc.load_model("models:/nightshift-tiny@champion").predict(rows[s.spec().raw_inputs])
+    return pd.Series(np.asarray(p, dtype=np.float32), index=rows["id"].astype(str))
+
+
+def test_scoring_before_any_champion_fails_clearly(ingested: Settings) -> None:
+    with pytest.raises(ValueError, match="nightshift-tiny has no champion yet"):
+        score(D, run_id="manual__x", settings=ingested, log=quiet)
+
+
+def assert_scores_match(scored: dict[str, object], expected: pd.Series, threshold: float) -> None:
+    out = pd.read_parquet(str(scored["scored_path"])).set_index("entity_key")
+    assert len(out) == len(expected) and out.index.is_unique
+    # One feature path: Spark's scores equal the registered pyfunc's on the same raw rows.
+    np.testing.assert_allclose(out.loc[expected.index, "score"].to_numpy(), expected.to_numpy(), atol=1e-6)
+    assert (out["label"] == (out["score"] >= threshold)).all()
+
+
+def test_local_spark_scores_every_row_like_the_registered_model(champion_home: Settings,
+                                                                expected: pd.Series) -> None:
+    s = champion_home
+    scored = score(D, run_id="manual__local", settings=s, log=quiet)
+    assert scored["rows"] == 5400
+    assert (scored["data_start"], scored["data_end"], scored["model_version"]) == ("2013-01-01", "2013-03-31", "1")
+    assert_scores_match(scored, expected, s.spec().target.threshold)
+
+    snap = publish(scored, actor="test", settings=s, log=quiet)
+    engine = store.get_engine(s.store_uri)
+    found = predstore.lookup(engine, dataset="tiny", keys=expected.index.tolist())
+    assert len(found) == 5400 and {r["snapshot_id"] for r in found.values()} == {snap["snapshot_id"]}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        assert proc.poll() is None, path.read_text(errors="replace")[-3000:]
+        time.sleep(0.5)
+    raise AssertionError(f"{text!r} not in {path} after {timeout}s:\n" + path.read_text(errors="replace")[-3000:])
+
+
+@pytest.fixture
+def standalone_cluster(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A Spark standalone master and one worker on loopback (the classes ship with pyspark)."""
+    env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
+    spark_class = str(SPARK_HOME / "bin" / "spark-class")
+    port = free_port()
+    url = f"spark://127.0.0.1:{port}"
+    work = tmp_path / "worker"
+    procs = []
+    try:
+        master_log = tmp_path / "master.log"
+        master = subprocess.Popen([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                                   "--port", str(port), "--webui-port", str(free_port())],
+                                  env=env, stdout=master_log.open("wb"), stderr=subprocess.STDOUT)
+        procs.append(master)
+        wait_for(master_log, "I have been elected leader", master)
+        worker_log = tmp_path / "worker.log"
+        worker = subprocess.Popen([spark_class, "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1",
+                                   "--cores", "2", "--memory", "1g", "--work-dir", str(work),
+                                   "--webui-port", str(free_port())],
+                                  env=env, stdout=worker_log.open("wb"), stderr=subprocess.STDOUT)
+        procs.append(worker)
+        wait_for(worker_log, "Successfully registered with master", worker)
+        yield url, work
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_scoring_on_a_standalone_master_and_worker(champion_home: Settings, expected: pd.Series,
+                                                  standalone_cluster: tuple[str, Path],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    url, work = standalone_cluster
+    monkeypatch.setenv("NIGHTSHIFT_SPARK_MASTER", url)
+    monkeypatch.setenv("NIGHTSHIFT_SPARK_DRIVER_MEMORY", "1g")
+    get_settings.cache_clear()
+    s = get_settings()
+    scored = score(D, run_id="manual__cluster", settings=s, log=quiet)
+    assert scored["rows"] == 5400
+    # The executors ran on the worker: it made an application folder with their logs.
+    apps = [p for p in work.iterdir() if p.name.startswith("app-")]
+    assert apps and any((p / "0" / "stderr").exists() for p in apps)
+    assert_scores_match(scored, expected, s.spec().target.threshold)
