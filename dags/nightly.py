@@ -12,8 +12,9 @@ output and backfills replay history.
   registry version `challenger`
 * **evaluate**: gates (floors, baseline, champion on the same holdout overall and per slice, smoke
   check in a fresh process); the decision and reasons are tagged on the version
-* **promote**: `champion` moves to the candidate, the old one keeps `previous`; skipped, with the
-  reason in its log, when the gates say no (or in `dry_run`)
+* **promote**: `champion` moves to the candidate, the old one keeps `previous`, and asset
+  `nightshift://registry/champion` is updated (that runs `scoring`); skipped, with the reason in its
+  log, when the gates say no (or in `dry_run`) or the candidate already is champion
 
 Params: `gate_mode` (enforce, dry_run, override), `override_reason` (required for override),
 `reason` (why this run: recorded on the candidate).
@@ -107,6 +108,8 @@ def nightly() -> None:
                                        "(reasons in the evaluate log and on the model version's tags)")
         context = get_current_context()
         promoted = run(decision["version"], actor=actor_of(context))
+        if promoted["previous"] == str(decision["version"]):  # a rerun: no new champion, nothing to rescore
+            raise AirflowSkipException(f"v{decision['version']} is already champion; nothing changed")
         # `scoring` runs on this event; it scores as of this run's data date.
         context["outlet_events"][CHAMPION].extra = {"data_date": ingested["data_date"],
                                                     "version": str(decision["version"])}

@@ -166,8 +166,8 @@ def trigger(dag_id: Annotated[str, typer.Argument(help="DAG to run, e.g. nightly
         api.wait_until_up()
         api.wait_for_dag(dag_id)
         api.unpause(dag_id)
-        run_id = api.trigger(dag_id, _day(day), conf={"gate_mode": mode, "override_reason": override_reason},
-                             log=_log)
+        conf = {"gate_mode": mode, "override_reason": override_reason} if dag_id == "nightly" else {}
+        run_id = api.trigger(dag_id, _day(day), conf=conf, log=_log)
         _log(f"triggered {dag_id} run {run_id}")
         if wait:
             state = api.wait(dag_id, run_id, timeout=timeout, log=_log)
@@ -176,6 +176,56 @@ def trigger(dag_id: Annotated[str, typer.Argument(help="DAG to run, e.g. nightly
             _log(f"{dag_id} for {day} succeeded")
     except (RuntimeError, TimeoutError) as exc:
         _fail(exc)
+
+
+@app.command()
+def score(day: Annotated[str | None, typer.Argument(help="Data date (needed for a scoring scope of one day)")] = None,
+          run_id: Annotated[str | None, typer.Option(help="Scoring run id (a rerun of an id replaces its snapshot)")]
+          = None) -> None:
+    """Score the scope with the champion on Spark and publish the snapshot, outside Airflow."""
+    _quiet()
+    from jobs.publish import publish
+    from jobs.score import score as run
+
+    when = _day(day) if day else None
+    rid = run_id or f"cli__{datetime.now():%Y%m%dT%H%M%S}"
+    try:
+        publish(run(when, run_id=rid, log=_log), actor=_actor(), log=_log)
+    except ValueError as exc:
+        _fail(exc)
+
+
+@app.command()
+def snapshots() -> None:
+    """The prediction snapshots of the dataset, newest first; `served` is the one the lookup API reads."""
+    from nightshift import predstore, store
+    from nightshift.settings import get_settings
+
+    s = get_settings()
+    t = Table(title=f"Prediction snapshots of {s.dataset}")
+    for col in ("id", "served", "status", "model", "scoring run", "data interval", "rows", "scored at"):
+        t.add_column(col, overflow="fold")
+    for r in predstore.list_snapshots(store.get_engine(s.store_uri), dataset=s.dataset):
+        t.add_row(str(r["id"]), "*" if r["served"] else "", r["status"], f"v{r['model_version']}", r["run_id"],
+                  f"{r['data_start']}..{r['data_end']}", f"{r['row_count'] or 0:,}", f"{r['scored_at']:%Y-%m-%d %H:%M}")
+    console.print(t)
+
+
+@app.command("serve-snapshot")
+def serve_snapshot(snapshot_id: Annotated[int, typer.Argument(help="A complete snapshot's id (see `snapshots`)")],
+                   reason: Annotated[str, typer.Option(help="Why: recorded in the audit trail")] = "manual switch"
+                   ) -> None:
+    """Switch the served prediction snapshot (e.g. back to an older one), atomically and audited."""
+    from nightshift import predstore, store
+    from nightshift.settings import get_settings
+
+    s = get_settings()
+    try:
+        before = predstore.serve(store.get_engine(s.store_uri), dataset=s.dataset, snapshot_id=snapshot_id,
+                                 actor=_actor(), reason=reason)
+    except predstore.SnapshotError as exc:
+        _fail(exc)
+    _log(f"{s.dataset}: served snapshot {before} -> {snapshot_id}")
 
 
 @app.command()

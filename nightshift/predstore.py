@@ -35,6 +35,8 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    any_,
+    bindparam,
     delete,
     desc,
     func,
@@ -43,6 +45,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from nightshift import store
@@ -303,8 +306,7 @@ def get_snapshot(engine: Engine, snapshot_id: int) -> dict[str, Any]:
 def current_snapshot(engine: Engine, *, dataset: str) -> dict[str, Any] | None:
     """The served snapshot of a dataset, or None when nothing was published yet."""
     with engine.connect() as conn:
-        row = conn.execute(select(snapshots).join(served, served.c.snapshot_id == snapshots.c.id)
-                           .where(served.c.dataset == dataset)).first()
+        row = conn.execute(current_query(), {"dataset": dataset}).first()
     return dict(row._mapping) if row else None
 
 
@@ -316,17 +318,36 @@ def list_snapshots(engine: Engine, *, dataset: str) -> list[dict[str, Any]]:
         return [{**dict(r._mapping), "served": bool(current and r.id == current["id"])} for r in rows]
 
 
-def lookup_query(dataset: str, keys: Sequence[str]) -> Any:
-    """The one-statement read: rows of `keys` in the dataset's served snapshot."""
-    current = select(served.c.snapshot_id).where(served.c.dataset == dataset).scalar_subquery()
+def served_rows_query(*, postgres: bool = False) -> Any:
+    """The one-statement read: rows of bind param `keys` in the served snapshot of bind param `dataset`.
+
+    The served pointer and the rows are read by one statement, so a read never mixes snapshots.
+    On PostgreSQL `keys` is one array parameter (one prepared statement for any number of keys).
+    """
+    current = select(served.c.snapshot_id).where(served.c.dataset == bindparam("dataset")).scalar_subquery()
+    keys = (predictions.c.entity_key == any_(bindparam("keys", type_=postgresql.ARRAY(Text))) if postgres
+            else predictions.c.entity_key.in_(bindparam("keys", expanding=True)))
     return (select(predictions.c.snapshot_id, predictions.c.entity_key, predictions.c.score, predictions.c.label)
-            .where(predictions.c.snapshot_id == current, predictions.c.entity_key.in_(list(keys))))
+            .where(predictions.c.snapshot_id == current, keys))
+
+
+def current_query() -> Any:
+    """The served snapshot's row of bind param `dataset`."""
+    return (select(snapshots).join(served, served.c.snapshot_id == snapshots.c.id)
+            .where(served.c.dataset == bindparam("dataset")))
+
+
+def snapshot_query() -> Any:
+    """A snapshot's row by bind param `id`."""
+    return select(snapshots).where(snapshots.c.id == bindparam("id"))
 
 
 def lookup(engine: Engine, *, dataset: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Served predictions of `keys` by entity key (missing keys are absent), all from one snapshot."""
+    query = served_rows_query(postgres=_is_pg(engine))
     with engine.connect() as conn:
-        return {r.entity_key: dict(r._mapping) for r in conn.execute(lookup_query(dataset, keys))}
+        rows = conn.execute(query, {"dataset": dataset, "keys": list(keys)})
+        return {r.entity_key: dict(r._mapping) for r in rows}
 
 
 def count_rows(engine: Engine, snapshot_id: int) -> int:

@@ -3,8 +3,9 @@
 # store), the Parquet offline store, all under .nightshift/ in the checkout.
 #   stack.sh install   create .venv with exactly the versions in constraints.txt
 #   stack.sh up        install, start Airflow (API server + UI, scheduler, DAG processor, triggerer) and
-#                      the MLflow UI, ingest the bundled 2013 flights, run `nightly` for DATA_DATE
-#                      (default 2013-06-30) through the scheduler, and leave everything running
+#                      the MLflow UI and the lookup API, ingest the bundled 2013 flights, run `nightly`
+#                      for DATA_DATE (default 2013-06-30) and then `scoring` through the scheduler,
+#                      and leave everything running
 #   stack.sh down      stop what `up` started
 #   stack.sh env       print the environment (eval "$(infra/local/stack.sh env)" to use the CLI by hand)
 set -euo pipefail
@@ -15,6 +16,7 @@ HOME_DIR="${NIGHTSHIFT_HOME:-$ROOT/.nightshift}"
 DATA_DATE="${DATA_DATE:-2013-06-30}"
 AIRFLOW_PORT="${AIRFLOW_PORT:-8080}"
 MLFLOW_PORT="${MLFLOW_PORT:-5000}"
+LOOKUP_PORT="${LOOKUP_PORT:-8000}"
 
 install() {
   local stamp
@@ -82,16 +84,33 @@ up() {
   start airflow-triggerer airflow triggerer
   start mlflow-ui mlflow server --backend-store-uri "sqlite:///$HOME_DIR/mlflow.db" \
     --default-artifact-root "$HOME_DIR/mlartifacts" --host 127.0.0.1 --port "$MLFLOW_PORT"
+  start lookup-api uvicorn serving.lookup:app --host 127.0.0.1 --port "$LOOKUP_PORT" --loop uvloop --http httptools \
+    --no-access-log
   echo ">> ingesting the bundled NYC flights 2013 into the offline store"
   nightshift ingest 2013-01-01 --end 2013-12-31
   echo ">> running nightly for data date $DATA_DATE through the scheduler"
   nightshift trigger nightly "$DATA_DATE" --wait
+  echo ">> scoring every flight with the champion (PySpark) into the prediction store"
+  nightshift trigger scoring "$DATA_DATE" --wait
   nightshift status
+  nightshift snapshots
+  local key
+  key="$(python - <<'PY'
+import glob
+
+import pyarrow.parquet as pq
+from nightshift.settings import get_settings
+s = get_settings()
+part = sorted(glob.glob(f"{s.offline_dir}/{s.dataset}/date=*/*.parquet"))[-1]
+print(pq.read_table(part, columns=[s.spec().entity_key]).column(0)[0])
+PY
+)"
   cat <<MSG
 
 Nightshift is up.
   Airflow UI   http://localhost:$AIRFLOW_PORT   user: nightshift   password: $NIGHTSHIFT_AIRFLOW_PASSWORD
   MLflow UI    http://localhost:$MLFLOW_PORT
+  Lookup API   http://localhost:$LOOKUP_PORT/docs   e.g. curl http://localhost:$LOOKUP_PORT/v1/predictions/$key
   CLI          eval "\$(infra/local/stack.sh env)"; nightshift status
   Stop         make down
 MSG

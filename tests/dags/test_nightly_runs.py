@@ -1,4 +1,5 @@
-"""`nightly` run with dag.test(): a clean day promotes a champion; a corrupted day stops at validation."""
+"""`nightly` and `scoring` run with dag.test(): a clean day promotes a champion whose predictions are
+then served for every entity; a corrupted day stops at validation and changes nothing served."""
 
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ def test_clean_day_promotes_then_corrupted_day_stops_at_validation(airflow_home:
     assert champion == "1"
     assert "gate decision: promoted" in ok["log"]
 
+    # scoring (what the champion asset triggers) publishes a snapshot the lookup API serves in full.
+    scored = run_dag(airflow_home, home, "scoring", "2013-02-10")
+    assert scored["state"] == "success", scored["log"][-4000:]
+    assert scored["tasks"] == {"score": "success", "publish": "success"}
+    served = assert_lookup_serves_every_entity(ingested, model_version=champion)
+
     # The source now carries a bad day: duplicate keys and a flood of out-of-range values on 2013-02-20.
     spec = load_spec("tiny")
     source = pd.read_csv(spec.spec_dir / "../data/tiny.csv")
@@ -51,10 +58,33 @@ def test_clean_day_promotes_then_corrupted_day_stops_at_validation(airflow_home:
     assert aliases.alias_version(client, "nightshift-tiny", "champion") == champion
     assert len(client.search_model_versions("name = 'nightshift-tiny'")) == 1
 
+    assert assert_lookup_serves_every_entity(ingested, model_version=champion) == served  # unchanged
+
     # Putting the good data back and rerunning the day succeeds (the partition is replaced, not appended).
     ingest(pd.Timestamp("2013-02-20").date(), settings=ingested, log=lambda *_: None)
     again = run_dag(airflow_home, home, "nightly", "2013-02-20")
     assert again["state"] == "success", again["log"][-4000:]
+
+
+def assert_lookup_serves_every_entity(s: Settings, *, model_version: str) -> int:
+    """Every entity of the scoring scope is answered by the lookup API; returns the served snapshot id."""
+    from fastapi.testclient import TestClient
+
+    from serving.lookup import create_app
+
+    keys = pd.read_csv(load_spec("tiny").spec_dir / "../data/tiny.csv")["id"].astype(str).tolist()
+    with TestClient(create_app(s)) as client:
+        current = client.get("/v1/snapshots/current").json()
+        assert current["row_count"] == len(keys) == 5400 and current["model_version"] == model_version
+        found: dict[str, dict] = {}
+        for i in range(0, len(keys), 1000):
+            answer = client.post("/v1/predictions/batch", json={"keys": keys[i:i + 1000]})
+            assert answer.status_code == 200, answer.text
+            found.update({p["entity_key"]: p for p in answer.json()["predictions"]})
+        assert set(found) == set(keys)
+        one = client.get(f"/v1/predictions/{keys[0]}").json()
+        assert one["model"]["version"] == model_version and 0 <= one["score"] <= 1
+    return int(current["id"])
 
 
 def test_dry_run_param_records_but_skips_promote(airflow_home: Path, ingested: Settings) -> None:

@@ -1,0 +1,1 @@
+"""FastAPI apps: the prediction lookup service (and the real-time endpoint to come)."""
