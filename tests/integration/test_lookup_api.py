@@ -1,0 +1,166 @@
+"""The lookup API's contract on SQLite and PostgreSQL: found, batch, 404, 422, 503, auth, metrics, rollback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from fastapi.testclient import TestClient
+
+from nightshift import predstore, store
+from nightshift.settings import Settings, get_settings
+from serving.lookup import create_app
+from serving.reader import StoreReader
+from tests.conftest import create_pg_database, drop_pg_database
+
+KEYS = [f"EV{i:04d}-EWR-20130701-0600" for i in range(50)]
+API_KEY = "k3y-for-tests-0123456789"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def lookup_settings(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                    ) -> Iterator[Settings]:
+    monkeypatch.setenv("NIGHTSHIFT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NIGHTSHIFT_DATASET", "flights")
+    monkeypatch.delenv("NIGHTSHIFT_LOOKUP_API_KEY", raising=False)
+    url = None
+    if request.param == "postgres":
+        url = create_pg_database("ns_lookup")
+        monkeypatch.setenv("NIGHTSHIFT_STORE_URL", url)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+    store.get_engine.cache_clear()
+    if url:
+        drop_pg_database(url)
+
+
+def publish(s: Settings, run_id: str, version: str, scores: list[float]) -> int:
+    engine = store.get_engine(s.store_uri)
+    sid = predstore.begin_snapshot(engine, dataset="flights", run_id=run_id, model_name="nightshift-flights",
+                                   model_version=version, model_run_id="abc", data_start=None, data_end=None)
+    predstore.write_rows(engine, sid, [pa.record_batch({
+        "entity_key": KEYS, "score": pa.array(scores, pa.float32()), "label": [x >= 0.5 for x in scores]})])
+    predstore.publish(engine, sid, actor="test", reason=run_id, retention=5)
+    return sid
+
+
+def scores(base: float) -> list[float]:
+    return [round(base + i / 1000, 3) for i in range(len(KEYS))]
+
+
+def test_before_any_snapshot_lookups_say_so_and_readyz_is_503(lookup_settings: Settings) -> None:
+    with TestClient(create_app(lookup_settings)) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["snapshot"] == "none published yet"
+        for answer in (client.get(f"/v1/predictions/{KEYS[0]}"), client.get("/v1/snapshots/current"),
+                       client.post("/v1/predictions/batch", json={"keys": KEYS[:2]})):
+            assert answer.status_code == 503
+            assert answer.json()["detail"]["error"] == "no_snapshot"
+
+
+def test_found_batch_404_and_422(lookup_settings: Settings) -> None:
+    sid = publish(lookup_settings, "run-1", "3", scores(0.4))
+    with TestClient(create_app(lookup_settings)) as client:
+        assert client.get("/readyz").json() == {"status": "ok", "store": "ok", "snapshot": sid}
+        one = client.get(f"/v1/predictions/{KEYS[7]}")
+        assert one.status_code == 200
+        body = one.json()
+        assert body["entity_key"] == KEYS[7] and body["score"] == pytest.approx(0.407) and body["label"] is False
+        assert body["model"] == {"name": "nightshift-flights", "version": "3"}
+        assert body["snapshot"]["id"] == sid and body["snapshot"]["run_id"] == "run-1"
+        assert body["scored_at"] and body["snapshot"]["published_at"]
+        assert client.get(f"/v1/predictions/{KEYS[49]}").json()["label"] is False
+        assert client.get(f"/v1/predictions/{KEYS[0]}").json()["score"] == pytest.approx(0.4)
+
+        batch = client.post("/v1/predictions/batch", json={"keys": [KEYS[1], "nope", KEYS[2], KEYS[1]]})
+        assert batch.status_code == 200
+        b = batch.json()
+        assert [p["entity_key"] for p in sorted(b["predictions"], key=lambda p: p["entity_key"])] == KEYS[1:3]
+        assert b["missing"] == ["nope"] and b["snapshot"]["id"] == sid and b["model"]["version"] == "3"
+        assert {p["snapshot"]["id"] for p in b["predictions"]} == {sid}
+
+        missing = client.get("/v1/predictions/UA0001-JFK-20130101-0000")
+        assert missing.status_code == 404
+        assert missing.json()["detail"] == {
+            "error": "unknown_entity_key", "entity_key": "UA0001-JFK-20130101-0000", "snapshot_id": sid,
+            "message": f"no prediction for 'UA0001-JFK-20130101-0000' in flights snapshot {sid}"}
+
+        too_many = client.post("/v1/predictions/batch", json={"keys": [f"k{i}" for i in range(1001)]})
+        assert too_many.status_code == 422 and too_many.json()["detail"]["error"] == "too_many_keys"
+        assert client.post("/v1/predictions/batch", json={"keys": []}).status_code == 422
+        assert client.post("/v1/predictions/batch", json={"key": KEYS[0]}).status_code == 422
+        assert client.post("/v1/predictions/batch", json={"keys": [""]}).status_code == 422
+        assert client.post("/v1/predictions/batch", content=b"not json",
+                           headers={"content-type": "application/json"}).status_code == 422
+        assert client.get("/v1/predictions/" + "x" * 201).status_code == 422
+
+        current = client.get("/v1/snapshots/current").json()
+        assert current["id"] == sid and current["row_count"] == len(KEYS) and current["status"] == "complete"
+        assert current["model_version"] == "3"
+
+        metrics = client.get("/metrics").text
+        route = 'route="/v1/predictions/{entity_key}"'
+        assert f'nightshift_lookup_request_seconds_bucket{{le="0.005",method="GET",{route}}}' in metrics
+        assert 'nightshift_lookup_requests_total{method="GET",route="/v1/predictions/{entity_key}",status="404"} 1.0' \
+            in metrics
+        assert 'route="/v1/predictions/batch",status="422"} 5.0' in metrics
+
+
+def test_new_snapshot_is_served_and_rollback_serves_the_old_one(lookup_settings: Settings) -> None:
+    first = publish(lookup_settings, "run-1", "3", scores(0.1))
+    with TestClient(create_app(lookup_settings)) as client:
+        assert client.get(f"/v1/predictions/{KEYS[0]}").json()["snapshot"]["id"] == first
+        second = publish(lookup_settings, "run-2", "4", scores(0.6))
+        answer = client.get(f"/v1/predictions/{KEYS[0]}").json()
+        assert (answer["snapshot"]["id"], answer["model"]["version"], answer["label"]) == (second, "4", True)
+        predstore.serve(store.get_engine(lookup_settings.store_uri), dataset="flights", snapshot_id=first,
+                        actor="ops", reason="rollback test")
+        answer = client.get(f"/v1/predictions/{KEYS[0]}").json()
+        assert (answer["snapshot"]["id"], answer["model"]["version"], answer["score"]) == (first, "3", 0.1)
+        assert client.get("/v1/snapshots/current").json()["id"] == first
+
+
+def test_api_key_when_set(lookup_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    publish(lookup_settings, "run-1", "3", scores(0.2))
+    monkeypatch.setenv("NIGHTSHIFT_LOOKUP_API_KEY", API_KEY)
+    get_settings.cache_clear()
+    with TestClient(create_app(get_settings())) as client:
+        path = f"/v1/predictions/{KEYS[0]}"
+        assert client.get(path).status_code == 401
+        wrong = client.get(path, headers={"X-API-Key": "wrong-key-0123456789"})
+        assert wrong.status_code == 401 and wrong.json()["detail"]["error"] == "unauthorized"
+        assert client.get(path, headers={"X-API-Key": API_KEY}).status_code == 200
+        assert client.post("/v1/predictions/batch", json={"keys": KEYS[:1]}).status_code == 401
+        assert client.get("/v1/snapshots/current").status_code == 401
+        for open_path in ("/healthz", "/readyz", "/metrics"):
+            assert client.get(open_path).status_code == 200
+
+
+def test_placeholder_api_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NIGHTSHIFT_LOOKUP_API_KEY", "changeme")
+    get_settings.cache_clear()
+    with pytest.raises(ValueError, match="placeholder"):
+        get_settings()
+    get_settings.cache_clear()
+
+
+def test_concurrent_lookups_share_reads_and_each_gets_its_own_row(lookup_settings: Settings) -> None:
+    sid = publish(lookup_settings, "run-1", "3", scores(0.3))
+
+    async def run() -> list[object]:
+        reader = StoreReader(lookup_settings.store_uri, "flights", max_inflight=1)
+        await reader.open()
+        try:
+            return await asyncio.gather(*[reader.lookup_one(k) for k in [*KEYS, "nope", KEYS[3]]])
+        finally:
+            await reader.close()
+
+    rows = asyncio.run(run())
+    assert [r["entity_key"] if r else None for r in rows] == [*KEYS, None, KEYS[3]]  # type: ignore[index]
+    assert {r["snapshot_id"] for r in rows if r} == {sid}  # type: ignore[index]
+    assert [round(r["score"], 3) for r in rows[:3]] == [0.3, 0.301, 0.302]  # type: ignore[index]
