@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from nightshift import offline
+from nightshift import offline, predstore, store
 from nightshift.airflow_api import AirflowAPI
 from nightshift.settings import Settings
 from registry import aliases
@@ -90,10 +90,24 @@ def wait_backfill(api: AirflowAPI, backfill_id: int, timeout: float = 900) -> li
 
 def test_rest_trigger_and_idempotent_backfill(airflow: AirflowAPI, ingested: Settings) -> None:
     client = MlflowClient(ingested.tracking_uri, ingested.tracking_uri)
+    airflow.wait_for_dag("scoring", timeout=240)
+    airflow.unpause("scoring")
     airflow.unpause("nightly")
     run_id = airflow.trigger("nightly", date(2013, 2, 10))
     assert airflow.wait("nightly", run_id, timeout=900, log=print) == "success"
     assert aliases.alias_version(client, "nightshift-tiny", "champion") == "1"
+
+    # The promotion updated the champion asset: the scheduler starts `scoring` on its own.
+    deadline = time.monotonic() + 120
+    while not (runs := airflow._call("GET", "/dags/scoring/dagRuns", params={"run_type": "asset_triggered"})
+               ["dag_runs"]):
+        assert time.monotonic() < deadline, "no asset-triggered scoring run"
+        time.sleep(2)
+    assert airflow.wait("scoring", runs[0]["dag_run_id"], timeout=600, log=print) == "success"
+    airflow._call("PATCH", "/dags/scoring", json={"is_paused": True})  # the backfill below needs no scoring
+    snap = predstore.current_snapshot(store.get_engine(ingested.store_uri), dataset="tiny")
+    assert snap is not None and snap["model_version"] == "1" and snap["row_count"] == 5400
+    assert snap["data_end"] == date(2013, 3, 31) and snap["run_id"] == runs[0]["dag_run_id"]
 
     def backfill(reprocess: str) -> list[dict]:  # type: ignore[type-arg]
         out = airflow._call("POST", "/backfills", json={
