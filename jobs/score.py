@@ -20,6 +20,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from nightshift import offline
 from nightshift.scoring import score_columns
 from nightshift.settings import Settings, get_settings
@@ -82,6 +84,8 @@ def spark_session(settings: Settings, app_name: str = "nightshift-scoring") -> A
             # model never reads them, so reading them as long costs nothing.
             .config("spark.sql.legacy.parquet.nanosAsLong", "true")
             .config("spark.ui.showConsoleProgress", "false")
+            # One folder per day: listing a year of them in the driver beats a Spark job to list them.
+            .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "4096")
             .getOrCreate())
 
 
@@ -134,10 +138,10 @@ def score(day: date | None, *, run_id: str, settings: Settings | None = None,
         paths = [str(offline.partition_dir(settings.offline_dir, spec.name, d)) for d in days]
         scored = scored_frame(spark.read.parquet(*paths), spec, bundle_name)
         scored.write.mode("overwrite").parquet(str(staging))
-        rows = spark.read.parquet(str(staging)).count()
     finally:
         if own_session:
             spark.stop()
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in staging.glob("*.parquet"))
     old = out.parent / f".old-{out.name}-{uuid.uuid4().hex}"
     if out.exists():
         os.replace(out, old)
