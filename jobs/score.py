@@ -138,6 +138,9 @@ def score(day: date | None, *, run_id: str, settings: Settings | None = None,
         paths = [str(offline.partition_dir(settings.offline_dir, spec.name, d)) for d in days]
         scored = scored_frame(spark.read.parquet(*paths), spec, bundle_name)
         scored.write.mode("overwrite").parquet(str(staging))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed run leaves the previous output as it was
+        raise
     finally:
         if own_session:
             spark.stop()

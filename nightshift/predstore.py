@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -193,9 +193,18 @@ def _copy_pg(engine: Engine, snapshot_id: int, batches: Iterable[pa.RecordBatch]
         if chunk:
             yield chunk
 
-    # Encoding the next chunk overlaps with the server parsing the previous ones.
+    # Encoding the next chunk overlaps with the server parsing the previous ones; at most `streams`
+    # chunks are in memory at once.
+    total = 0
     with ThreadPoolExecutor(max_workers=streams) as pool:
-        return sum(pool.map(copy, chunks()))
+        running: set[Future[int]] = set()
+        for chunk in chunks():
+            if len(running) >= streams:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                total += sum(f.result() for f in done)
+            running.add(pool.submit(copy, chunk))
+        total += sum(f.result() for f in running)
+    return total
 
 
 def publish(engine: Engine, snapshot_id: int, *, actor: str, reason: str, retention: int) -> dict[str, Any]:

@@ -1,11 +1,20 @@
-"""Prometheus metrics for the FastAPI apps: a pure ASGI middleware (no per-request task switching)."""
+"""Prometheus metrics for the FastAPI apps: a pure ASGI middleware and a scrape-time collector.
+
+Requests are counted into plain Python lists and dicts on the event loop (no lock, no labelled
+child look-up per request: prometheus_client's own Histogram and Counter cost more than the rest of
+the middleware together, bench/lookup_bench.py); prometheus_client renders them when scraped.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,28 +22,46 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
-class Metrics:
-    """The request histogram and status counter of one app, in its own registry."""
+class Metrics(Collector):
+    """Request latency histogram (by method and route template) and request counter (also by status)."""
 
-    def __init__(self, prefix: str) -> None:
-        self.registry = CollectorRegistry()
-        self.latency = Histogram(f"{prefix}_request_seconds", "Request latency by route template",
-                                 ["method", "route"], buckets=BUCKETS, registry=self.registry)
-        self.requests = Counter(f"{prefix}_requests", "Requests by route template and HTTP status",
-                                ["method", "route", "status"], registry=self.registry)
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+    def __init__(self, prefix: str, buckets: tuple[float, ...] = BUCKETS) -> None:
+        self.prefix = prefix
+        self.buckets = tuple(sorted(buckets))
+        # (method, route) -> per-bucket counts (not cumulative; the last one is +Inf), and the sum.
+        self._hist: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+        self._counts: dict[tuple[str, str, int], int] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(self)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Record one request (the labelled series are looked up once per label set)."""
+        """Record one request. Call it from the event loop only (it takes no lock)."""
+        series = self._hist.get((method, route))
+        if series is None:
+            series = self._hist[(method, route)] = ([0] * (len(self.buckets) + 1), [0.0])
+        series[0][bisect_left(self.buckets, seconds)] += 1  # the first bound >= seconds: Prometheus' `le`
+        series[1][0] += seconds
         key = (method, route, status)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (self.latency.labels(method, route),
-                                               self.requests.labels(method, route, str(status)))
-        children[0].observe(seconds)
-        children[1].inc()
+        self._counts[key] = self._counts.get(key, 0) + 1
 
-    def endpoint(self, _request: Request) -> Response:
+    def collect(self) -> Iterator[Metric]:
+        """The metric families as prometheus_client renders them (called at scrape time)."""
+        hist = HistogramMetricFamily(f"{self.prefix}_request_seconds", "Request latency by route template",
+                                     labels=["method", "route"])
+        for (method, route), (counts, total) in list(self._hist.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip([*self.buckets, float("inf")], counts, strict=True):
+                cumulative += count
+                buckets.append((floatToGoString(bound), float(cumulative)))
+            hist.add_metric([method, route], buckets, total[0])
+        yield hist
+        requests = CounterMetricFamily(f"{self.prefix}_requests", "Requests by route template and HTTP status",
+                                       labels=["method", "route", "status"])
+        for (method, route, status), count in list(self._counts.items()):
+            requests.add_metric([method, route, str(status)], float(count))
+        yield requests
+
+    async def endpoint(self, _request: Request) -> Response:  # async: on the loop, beside observe()
         """GET /metrics in the Prometheus text format."""
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -51,16 +78,17 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = [500]
+        status = 500
 
         async def send_with_status(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status[0] = message["status"]
+                status = message["status"]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route: Any = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe(scope.get("method", ""), template, status[0], time.perf_counter() - start)
+            route = scope.get("route")
+            self.metrics.observe(scope["method"], getattr(route, "path", None) or "unmatched", status,
+                                 time.perf_counter() - start)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from nightshift.runctx import actor_of, data_date_of
+from nightshift.runctx import actor_of, data_date_of, scoring_date_of
 
 
 def test_data_date_is_the_interval_start_unless_the_param_says_otherwise():
@@ -26,3 +26,14 @@ def test_bad_or_missing_dates_say_what_to_do():
 def test_actor_names_the_run_and_the_user():
     run = SimpleNamespace(run_id="manual__1", dag_id="nightly", triggering_user_name="ana")
     assert actor_of({"dag_run": run}) == "airflow:nightly/manual__1 (by ana)"
+
+
+def test_scoring_date_comes_from_the_param_then_the_promotion_event_then_the_run():
+    event = SimpleNamespace(extra={"data_date": "2013-06-30", "version": "4"})
+    older = SimpleNamespace(extra={"data_date": "2013-06-29"})
+    asset_run = {"params": {"data_date": ""}, "logical_date": None,
+                 "triggering_asset_events": {"nightshift://registry/champion": [older, event]}}
+    assert scoring_date_of(asset_run) == date(2013, 6, 30)  # the newest promotion's data date
+    assert scoring_date_of({**asset_run, "params": {"data_date": "2013-01-05"}}) == date(2013, 1, 5)
+    assert scoring_date_of({"params": {}, "logical_date": datetime(2013, 3, 1, 6, tzinfo=UTC)}) == date(2013, 3, 1)
+    assert scoring_date_of({"params": {}, "logical_date": None, "triggering_asset_events": {}}) is None
