@@ -7,7 +7,7 @@ down:      ## stop the services `make up` started
 test:      ## install, then lint, type-check and run the whole test suite
 	bash infra/local/stack.sh install
 	.venv/bin/ruff check .
-	.venv/bin/mypy nightshift jobs validation registry dags
+	.venv/bin/mypy nightshift jobs validation registry serving dags
 	.venv/bin/python -m pytest -q
 install:
 	bash infra/local/stack.sh install
