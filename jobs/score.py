@@ -17,7 +17,6 @@ import uuid
 import warnings
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -46,9 +45,8 @@ def scope_days(settings: Settings, spec: DatasetSpec, day: date | None) -> list[
 
 def champion_bundle(settings: Settings, dataset: str) -> dict[str, Any]:
     """The champion's name, version, run id and a local copy of its bundle (downloaded once per version)."""
-    import mlflow
-
     from registry import aliases
+    from registry.packaging import local_bundle
     from registry.tracking import configure
 
     client = configure(settings, dataset)
@@ -57,17 +55,9 @@ def champion_bundle(settings: Settings, dataset: str) -> dict[str, Any]:
     if version is None:
         raise ValueError(f"{name} has no champion yet: run `nightly` (or `nightshift run`) until one is promoted")
     mv = client.get_model_version(name, version)
-    target = settings.home / "models" / name / f"v{version}"
-    if not (target / "bundle").exists():
-        staging = target.parent / f".v{version}-{uuid.uuid4().hex}"
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}",
-                                                         dst_path=str(staging)))
-        bundle = next(local.rglob("preprocessor.json")).parent
-        target.mkdir(parents=True, exist_ok=True)
-        os.replace(bundle, target / "bundle")
-        shutil.rmtree(staging, ignore_errors=True)
+    bundle = local_bundle(settings.home, name, str(version))
     return {"model_name": name, "model_version": str(version), "model_run_id": mv.run_id,
-            "bundle_dir": str(target / "bundle")}
+            "bundle_dir": str(bundle)}
 
 
 def spark_session(settings: Settings, app_name: str = "nightshift-scoring") -> Any:

@@ -70,6 +70,20 @@ class Settings(BaseSettings):
     lookup_api_key: SecretStr | None = None  # set it to require the X-API-Key header
     lookup_max_keys: int = Field(1000, ge=1)  # most keys one batch lookup may ask for
 
+    # The real-time endpoint (serving/realtime.py).
+    realtime_device: Literal["auto", "cpu", "cuda"] = "auto"
+    # auto: bf16 on CUDA (scores stay within 0.01 of fp32, tests/integration/test_realtime_cuda.py), fp32 on CPU.
+    realtime_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    realtime_max_batch: int = Field(64, ge=1)  # most rows one forward pass takes
+    realtime_max_delay_ms: float = Field(0.0, ge=0, le=1000)  # longest a row waits for others to fill a batch
+    realtime_max_rows: int = Field(1000, ge=1)  # most rows one request may send
+    realtime_poll_seconds: float = Field(10.0, gt=0)  # how often the endpoint looks for a new champion
+    realtime_shadow: bool = False  # score a copy of the traffic with the challenger, off the request path
+    realtime_canary_percent: float = Field(0.0, ge=0, le=100)  # share of entity keys the challenger answers
+    realtime_log_predictions: bool = True  # write every prediction to the prediction log
+    realtime_log_queue: int = Field(200_000, ge=1)  # log rows held in memory before new ones are dropped
+    realtime_bundle_dir: Path | None = None  # serve this scorer bundle instead of the registry's champion
+
     @field_validator("lookup_api_key")
     @classmethod
     def _real_key(cls, value: SecretStr | None) -> SecretStr | None:
@@ -80,7 +94,7 @@ class Settings(BaseSettings):
             raise ValueError("NIGHTSHIFT_LOOKUP_API_KEY looks like a placeholder: use 16+ random characters")
         return value
 
-    @field_validator("home", "offline_store_dir", "spec_dir")
+    @field_validator("home", "offline_store_dir", "spec_dir", "realtime_bundle_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         # Airflow runs tasks from other working directories: relative paths would drift.

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +49,22 @@ def log_scorer(scorer: MLPScorer | HGBScorer, example: pd.DataFrame, name: str =
             # The suite's own environment runs the model: no requirement inference at log time.
             pip_requirements=["nightshift"],
         )
+
+
+def local_bundle(home: Path, name: str, version: str) -> Path:
+    """A local copy of a registered version's scorer bundle (downloaded once per version, atomically)."""
+    target = home / "models" / name / f"v{version}"
+    if not (target / "bundle").exists():
+        staging = target.parent / f".v{version}-{uuid.uuid4().hex}"
+        try:
+            # models:/ resolves through the registry URI that registry.tracking.configure set.
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}",
+                                                             dst_path=str(staging)))
+            found = next(local.rglob("preprocessor.json"), None)
+            if found is None:
+                raise ValueError(f"{name} v{version} holds no Nightshift scorer bundle (no preprocessor.json)")
+            target.mkdir(parents=True, exist_ok=True)
+            os.replace(found.parent, target / "bundle")  # a reader sees no bundle or the whole one
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target / "bundle"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
@@ -23,17 +24,22 @@ from pydantic import BaseModel, Field
 
 from nightshift.settings import Settings, get_settings
 from serving.metrics import Metrics, MetricsMiddleware
-from serving.reader import StoreReader
+from serving.reader import StoreReader, StoreUnavailable
 
 KEY_MAX = 200
+log = logging.getLogger(__name__)
 
 
 class ModelRef(BaseModel):
+    """The registered model (name, version) that computed a prediction."""
+
     name: str
     version: str
 
 
 class SnapshotRef(BaseModel):
+    """The prediction snapshot an answer was read from: scoring run, data interval, when scored and published."""
+
     id: int
     run_id: str
     data_start: date | None
@@ -43,6 +49,8 @@ class SnapshotRef(BaseModel):
 
 
 class Prediction(BaseModel):
+    """One entity's served prediction, with the model and snapshot that produced it."""
+
     entity_key: str
     score: float
     label: bool
@@ -52,17 +60,37 @@ class Prediction(BaseModel):
 
 
 class BatchRequest(BaseModel):
+    """Entity keys to look up in one call (at most `lookup_max_keys`)."""
+
     keys: list[Annotated[str, Field(min_length=1, max_length=KEY_MAX)]] = Field(min_length=1)
 
 
 class BatchAnswer(BaseModel):
+    """Found predictions (all from one snapshot) and the keys that snapshot does not hold."""
+
     predictions: list[Prediction]
     missing: list[str]
     snapshot: SnapshotRef | None
     model: ModelRef | None
 
 
+class Health(BaseModel):
+    """Liveness."""
+
+    status: str
+
+
+class Readiness(BaseModel):
+    """Readiness: the store answers and a snapshot is published."""
+
+    status: str  # ok | unavailable
+    store: str  # ok | unreachable: <why>
+    snapshot: int | str | None = None  # the served snapshot id, or why there is none
+
+
 class Snapshot(SnapshotRef):
+    """The served snapshot's full row."""
+
     dataset: str
     model_name: str
     model_version: str
@@ -111,6 +139,12 @@ class _Rendered:
         return Response(head.encode() + tail, media_type="application/json")
 
 
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def _no_snapshot(dataset: str) -> HTTPException:
     return HTTPException(503, {"error": "no_snapshot", "dataset": dataset,
                                "message": f"no {dataset} prediction snapshot is published yet: run the scoring DAG"})
@@ -148,7 +182,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from nightshift import store
 
-        store.get_engine(settings.store_uri)  # creates the store's tables on a fresh database
+        try:  # a fresh database gets the store's tables, so it answers "no snapshot" rather than failing
+            store.get_engine(settings.store_uri).dispose()  # the API reads through its own async pool
+        except Exception as exc:  # noqa: BLE001  (the API still starts; /readyz says the store is down)
+            log.warning("prediction store %s not reachable at start-up: %s", _safe_url(settings.store_uri), exc)
         app.state.reader = StoreReader(settings.store_uri, dataset)
         await app.state.reader.open()
         gc.freeze()  # the start-up objects (FastAPI, pydantic, SQLAlchemy) never die: keep GC passes off them
@@ -207,19 +244,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(v1)
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        """The process is up."""
-        return {"status": "ok"}
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        """503 with a JSON body when the store cannot answer (instead of a bare 500)."""
+        return JSONResponse({"detail": {"error": "store_unavailable", "dataset": dataset,
+                                        "message": f"the prediction store did not answer: {exc}"}}, 503)
 
-    @app.get("/readyz")
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        """The process is up (says nothing about the store: see /readyz)."""
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
     async def readyz(reader: Reader) -> JSONResponse:
         """200 when the store answers and a snapshot is published; 503 saying which is missing."""
         try:
-            await reader.ping()
             snap = await reader.current()
-        except Exception as exc:  # noqa: BLE001  (any store failure means not ready)
-            return JSONResponse({"status": "unavailable", "store": f"unreachable: {type(exc).__name__}"}, 503)
+        except StoreUnavailable as exc:
+            return JSONResponse({"status": "unavailable", "store": f"unreachable: {exc}"}, 503)
         if snap is None:
             return JSONResponse({"status": "unavailable", "store": "ok", "snapshot": "none published yet"}, 503)
         return JSONResponse({"status": "ok", "store": "ok", "snapshot": snap["id"]})

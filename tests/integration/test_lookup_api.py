@@ -109,6 +109,8 @@ def test_found_batch_404_and_422(lookup_settings: Settings) -> None:
         assert 'nightshift_lookup_requests_total{method="GET",route="/v1/predictions/{entity_key}",status="404"} 1.0' \
             in metrics
         assert 'route="/v1/predictions/batch",status="422"} 5.0' in metrics
+        assert 'nightshift_lookup_request_seconds_count{method="GET",route="/v1/predictions/{entity_key}"} 5.0' \
+            in metrics
 
 
 def test_new_snapshot_is_served_and_rollback_serves_the_old_one(lookup_settings: Settings) -> None:
@@ -139,6 +141,23 @@ def test_api_key_when_set(lookup_settings: Settings, monkeypatch: pytest.MonkeyP
         assert client.get("/v1/snapshots/current").status_code == 401
         for open_path in ("/healthz", "/readyz", "/metrics"):
             assert client.get(open_path).status_code == 200
+
+
+def test_store_down_api_starts_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nothing listens on port 1: the API must still start, stay live, and answer 503s that say why.
+    monkeypatch.setenv("NIGHTSHIFT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NIGHTSHIFT_STORE_URL", "postgresql+psycopg2://postgres@127.0.0.1:1/nowhere")
+    get_settings.cache_clear()
+    try:
+        with TestClient(create_app(get_settings())) as client:
+            assert client.get("/healthz").status_code == 200
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["store"].startswith("unreachable: ")
+            answer = client.get(f"/v1/predictions/{KEYS[0]}")
+            assert answer.status_code == 503 and answer.json()["detail"]["error"] == "store_unavailable"
+            assert client.post("/v1/predictions/batch", json={"keys": KEYS[:2]}).status_code == 503
+    finally:
+        get_settings.cache_clear()
 
 
 def test_placeholder_api_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

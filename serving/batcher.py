@@ -1,0 +1,89 @@
+"""Dynamic batching: concurrent requests queue on the event loop and run together in one forward pass.
+
+One batch runs at a time, in a worker thread, so the event loop keeps reading requests meanwhile.
+A batch closes when it holds `max_batch` rows or its first request has waited `max_delay`; requests
+that arrived while the model was busy go as soon as it is free (they waited for it already). A
+request's rows are never split, and each caller gets back exactly the outcome of its own rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """One request's rows waiting for the model; `future` gets the outcome `run` made for it."""
+
+    rows: Sequence[Any]
+    future: asyncio.Future[Any]
+    extra: Any = None  # per-request data for `run` (e.g. which rows the canary model answers)
+    n: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.n = len(self.rows)
+
+
+class Batcher:
+    """Queues jobs and hands batches of them to `run(jobs) -> outcomes` in `executor`, one at a time."""
+
+    def __init__(self, run: Callable[[list[Job]], list[Any]], executor: Executor, *, max_batch: int,
+                 max_delay_s: float, on_batch: Callable[[int], None] = lambda _n: None) -> None:
+        self.run, self.executor = run, executor
+        self.max_batch, self.max_delay_s = max_batch, max_delay_s
+        self.on_batch = on_batch  # called with each batch's row count (metrics)
+        self._pending: deque[Job] = deque()
+        self.pending_rows = 0
+        self._busy = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def submit(self, rows: Sequence[Any], extra: Any = None) -> Any:
+        """The outcome of `rows` once a batch holding them has run."""
+        loop = asyncio.get_running_loop()
+        job = Job(rows, loop.create_future(), extra)
+        self._pending.append(job)
+        self.pending_rows += job.n
+        if not self._busy:
+            if self.pending_rows >= self.max_batch or self.max_delay_s <= 0:
+                self._dispatch(loop)
+            elif self._timer is None:
+                self._timer = loop.call_later(self.max_delay_s, self._on_timer, loop)
+        return await job.future
+
+    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        if not self._busy and self._pending:
+            self._dispatch(loop)
+
+    def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        jobs: list[Job] = []
+        rows = 0
+        while self._pending and (not jobs or rows + self._pending[0].n <= self.max_batch):
+            job = self._pending.popleft()
+            jobs.append(job)
+            rows += job.n
+        self.pending_rows -= rows
+        self._busy = True
+        self.on_batch(rows)
+        done = loop.run_in_executor(self.executor, self.run, jobs)
+        done.add_done_callback(lambda f: self._finish(loop, jobs, f))
+
+    def _finish(self, loop: asyncio.AbstractEventLoop, jobs: list[Job], done: asyncio.Future[list[Any]]) -> None:
+        self._busy = False
+        try:
+            outcomes = done.result()
+        except BaseException as exc:  # noqa: BLE001  (`run` should catch; if not, every job gets the error)
+            outcomes = [exc] * len(jobs)
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if not job.future.done():  # a caller that went away leaves a cancelled future
+                job.future.set_result(outcome)
+        if self._pending:
+            self._dispatch(loop)  # they waited for the model already: no further delay

@@ -1,0 +1,388 @@
+"""The real-time endpoint against a real MLflow registry and SQL store: contract, batching, hot swap,
+fallbacks, canary, shadow and the prediction log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import mlflow
+import numpy as np
+import pyarrow as pa
+import pytest
+from fastapi import FastAPI
+from mlflow import MlflowClient
+
+from jobs.evaluate import evaluate
+from jobs.ingest import ingest
+from jobs.promote import promote
+from jobs.train import train
+from nightshift import offline, predlog, predstore, store
+from nightshift.settings import Settings, get_settings
+from registry import aliases
+from registry.packaging import NightshiftPyfunc, local_bundle
+from serving.realtime import canary_share, create_app
+from tests.conftest import create_pg_database, drop_pg_database, tiny_env
+from tests.integration.faults import MARKER
+
+D1, D2 = date(2013, 2, 10), date(2013, 3, 10)
+NAME = "nightshift-tiny"
+
+
+def quiet(*_: object) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A tiny home: 90 days ingested, v1 champion, v2 challenger (trained on a later date)."""
+    home = tmp_path_factory.mktemp("realtime") / "home"
+    saved = dict(os.environ)
+    os.environ.update(tiny_env(home))
+    get_settings.cache_clear()
+    s = get_settings()
+    ingest(date(2013, 1, 1), date(2013, 3, 31), settings=s, log=quiet)
+    first = train(D1, settings=s, actor="test", log=quiet)
+    assert evaluate(D1, first["version"], settings=s, log=quiet)["promote"]
+    promote(first["version"], actor="test", settings=s, log=quiet)
+    second = train(D2, settings=s, actor="test", log=quiet)
+    assert (first["version"], second["version"]) == ("1", "2")
+    store.get_engine.cache_clear()
+    os.environ.clear()
+    os.environ.update(saved)
+    get_settings.cache_clear()
+    yield home
+
+
+@pytest.fixture
+def home(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """A copy of the template home for one test (tests move aliases and log predictions)."""
+    copy = tmp_path / "home"
+    shutil.copytree(template, copy)
+    for key, value in tiny_env(copy, NIGHTSHIFT_REALTIME_POLL_SECONDS="0.2").items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+    store.get_engine.cache_clear()
+
+
+def rows(s: Settings, n: int) -> list[dict[str, Any]]:
+    """`n` real rows of raw inputs with their entity key, as a caller would send them."""
+    frame, _ = offline.read_days(s.offline_dir, "tiny", offline.days(date(2013, 3, 1), date(2013, 3, 31)))
+    cols = [*s.spec().raw_inputs, "id"]
+    return json.loads(frame[cols].head(n).to_json(orient="records"))  # type: ignore[no-any-return]
+
+
+def registered_scores(s: Settings, version: str, batch: list[dict[str, Any]]) -> np.ndarray:
+    """The registered pyfunc's scores: what the endpoint must reproduce."""
+    import pandas as pd
+
+    mlflow.set_tracking_uri(s.tracking_uri)
+    mlflow.set_registry_uri(s.tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}/{version}")
+    return np.asarray(model.predict(pd.DataFrame(batch)[s.spec().raw_inputs]), dtype=np.float32)
+
+
+def set_alias(s: Settings, alias: str, version: str | None) -> None:
+    client = MlflowClient(s.tracking_uri, s.tracking_uri)
+    aliases.move_alias(client, store.get_engine(s.store_uri), name=NAME, alias=alias, version=version,
+                       actor="test", reason="test")
+
+
+def register_bundle(s: Settings, edit: Any) -> str:
+    """Register a new version whose bundle is v1's with `edit(bundle_dir)` applied; returns the version."""
+    mlflow.set_tracking_uri(s.tracking_uri)
+    mlflow.set_registry_uri(s.tracking_uri)
+    bundle = Path(s.home) / "edited-bundle"
+    shutil.copytree(local_bundle(s.home, NAME, "1"), bundle)
+    edit(bundle)
+    mlflow.set_experiment(NAME)
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=NightshiftPyfunc(), artifacts={"bundle": str(bundle)},
+                                       registered_model_name=NAME, pip_requirements=["nightshift"])
+    return str(info.registered_model_version)
+
+
+def publish_snapshot(s: Settings, keys: list[str], score: float) -> int:
+    """A served batch snapshot holding `keys`, all at `score` (what the fallback answers with)."""
+    engine = store.get_engine(s.store_uri)
+    sid = predstore.begin_snapshot(engine, dataset="tiny", run_id="batch", model_name=NAME, model_version="1",
+                                   model_run_id="r", data_start=None, data_end=None)
+    predstore.write_rows(engine, sid, [pa.record_batch({"entity_key": keys, "score": pa.array([score] * len(keys),
+                                                        pa.float32()), "label": [score >= 0.5] * len(keys)})])
+    predstore.publish(engine, sid, actor="test", reason="test", retention=5)
+    return sid
+
+
+@asynccontextmanager
+async def serving(s: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The app with its lifespan running, and an HTTP client on it."""
+    app = create_app(s)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rt") as client:
+            yield app, client
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def wait_until(check: Any, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+def test_answers_match_the_registered_model_and_concurrent_callers_get_their_own_rows(home: Settings) -> None:
+    s = home.model_copy(update={"realtime_max_delay_ms": 5.0, "realtime_max_batch": 32})
+    batch = rows(s, 120)
+    expected = registered_scores(s, "1", batch)
+
+    async def main() -> None:
+        async with serving(s) as (app, client):
+            one = (await client.post("/v1/predict", json=batch[0])).json()
+            assert one["model"] == {"name": NAME, "version": "1"} and one["fallback"] is False
+            assert one["source"] == "model" and one["entity_key"] == batch[0]["id"]
+            assert one["score"] == pytest.approx(float(expected[0]), abs=1e-5)
+            assert one["label"] == (one["score"] >= 0.5)
+            many = (await client.post("/v1/predict", json={"rows": batch[:10]})).json()["predictions"]
+            assert [p["entity_key"] for p in many] == [r["id"] for r in batch[:10]]
+            assert np.allclose([p["score"] for p in many], expected[:10], atol=1e-5)
+            # 120 callers at once: some alone, some with several rows; each gets exactly its rows back.
+            calls = [client.post("/v1/predict", json=r) for r in batch[:60]]
+            calls += [client.post("/v1/predict", json={"rows": batch[i:i + 3]}) for i in range(60, 120, 3)]
+            answers = await asyncio.gather(*calls)
+            assert all(a.status_code == 200 for a in answers)
+            got = [a.json() for a in answers[:60]] + [p for a in answers[60:] for p in a.json()["predictions"]]
+            assert [g["entity_key"] for g in got] == [r["id"] for r in batch]
+            assert np.allclose([g["score"] for g in got], expected, atol=1e-5)
+            metrics = (await client.get("/metrics")).text
+            # The batcher did batch: fewer forward passes than requests.
+            passes = float(metrics.split("nightshift_realtime_batch_rows_count ")[1].split()[0])
+            assert passes < 82, passes
+            assert 'nightshift_realtime_model_info{alias="champion",device="cpu",name="nightshift-tiny",' \
+                   'precision="fp32",version="1"} 1.0' in metrics
+
+    run(main())
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"segment": "a", "region": "north", "x1": 1.0}, "x2"),  # missing field
+    ({"segment": "z", "region": "north", "x1": 1.0, "x2": 3.0}, "segment"),  # not an allowed category
+    ({"segment": "a", "region": "north", "x1": "high", "x2": 3.0}, "x1"),  # wrong type
+    ({"segment": "a", "region": "north", "x1": 1.0, "x2": 3.0, "x3": 1}, "x3"),  # unknown field
+    ({"rows": []}, "rows"),  # empty list
+    ({"rows": [{"segment": "a", "region": "north", "x1": 1.0, "x2": 3.0}, {"segment": "a"}]}, "region"),
+])
+def test_bad_input_gets_a_422_naming_the_field(home: Settings, body: dict[str, Any], field: str) -> None:
+    async def main() -> None:
+        async with serving(home) as (_app, client):
+            answer = await client.post("/v1/predict", json=body)
+            assert answer.status_code == 422
+            assert any(field in [str(part) for part in e["loc"]] for e in answer.json()["detail"]), answer.json()
+
+    run(main())
+
+
+def test_too_many_rows_and_invalid_json_are_422(home: Settings) -> None:
+    s = home.model_copy(update={"realtime_max_rows": 5})
+    batch = rows(s, 6)
+
+    async def main() -> None:
+        async with serving(s) as (_app, client):
+            assert (await client.post("/v1/predict", json={"rows": batch})).status_code == 422
+            bad = await client.post("/v1/predict", content=b"{not json", headers={"content-type": "application/json"})
+            assert bad.status_code == 422 and bad.json()["detail"][0]["type"] == "json_invalid"
+            assert (await client.post("/v1/predict", json={"rows": batch[:5]})).status_code == 200
+
+    run(main())
+
+
+def test_swap_under_concurrent_load_fails_no_request(home: Settings) -> None:
+    s = home
+    batch = rows(s, 64)
+
+    async def main() -> None:
+        async with serving(s) as (app, client):
+            seen: list[str] = []
+            failures: list[Any] = []
+            stop = asyncio.Event()
+
+            async def caller(i: int) -> None:
+                while not stop.is_set():
+                    answer = await client.post("/v1/predict", json=batch[i])
+                    if answer.status_code != 200 or answer.json()["fallback"]:
+                        failures.append(answer.text)
+                    else:
+                        seen.append(answer.json()["model"]["version"])
+
+            callers = [asyncio.create_task(caller(i)) for i in range(16)]
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(set_alias, s, "champion", "2")
+
+            async def swapped() -> bool:
+                return app.state.models.champion.version == "2" and seen[-20:].count("2") == 20
+
+            await wait_until(swapped)
+            await asyncio.sleep(0.3)
+            stop.set()
+            await asyncio.gather(*callers)
+            assert failures == []
+            first_two = seen.index("2")
+            assert seen[:first_two] and set(seen[:first_two]) == {"1"} and len(seen) > 200
+            assert "1" not in seen[first_two + 16:]  # after the switch (the 16 in flight aside) only v2 answers
+            metrics = (await client.get("/metrics")).text
+            assert 'nightshift_realtime_model_events_total{alias="champion",event="swap"} 2.0' in metrics
+
+    run(main())
+
+
+def test_a_model_that_fails_to_load_leaves_the_old_one_serving(home: Settings) -> None:
+    s = home
+    broken = register_bundle(s, lambda b: (b / "mlp.pt").write_bytes(b"not a torch file"))
+    batch = rows(s, 4)
+
+    async def main() -> None:
+        async with serving(s) as (app, client):
+            await asyncio.to_thread(set_alias, s, "champion", broken)
+
+            async def failed() -> bool:
+                return "champion" in app.state.models.last_error
+
+            await wait_until(failed)
+            answer = (await client.post("/v1/predict", json={"rows": batch})).json()["predictions"]
+            assert {a["model"]["version"] for a in answer} == {"1"} and not any(a["fallback"] for a in answer)
+            models = (await client.get("/v1/models")).json()
+            assert models["champion"]["version"] == "1" and f"v{broken}" in models["load_errors"]["champion"]
+            assert (await client.get("/readyz")).json()["model"]["version"] == "1"
+            metrics = (await client.get("/metrics")).text
+            assert 'nightshift_realtime_model_events_total{alias="champion",event="load_failure"} 1.0' in metrics
+
+    run(main())
+
+
+def edit_hook(bundle: Path) -> None:
+    pre = json.loads((bundle / "preprocessor.json").read_text())
+    pre["derive_hook"] = "tests.integration.faults:derive_failing_on_marker"
+    (bundle / "preprocessor.json").write_text(json.dumps(pre))
+
+
+def test_failed_inference_answers_keyed_rows_from_the_store_and_others_get_503(home: Settings) -> None:
+    s = home.model_copy(update={"realtime_max_delay_ms": 20.0})
+    faulty = register_bundle(s, edit_hook)
+    set_alias(s, "champion", faulty)
+    batch = rows(s, 8)
+    sid = publish_snapshot(s, [r["id"] for r in batch], 0.75)
+    poisoned = [{**r, "x2": MARKER} for r in batch]
+
+    async def main() -> None:
+        async with serving(s) as (_app, client):
+            # A poisoned request batched with good ones: the good ones still get the model's answer.
+            answers = await asyncio.gather(client.post("/v1/predict", json=poisoned[0]),
+                                           *[client.post("/v1/predict", json=r) for r in batch[1:4]])
+            fallback = answers[0].json()
+            assert answers[0].status_code == 200 and fallback["fallback"] is True
+            assert fallback["source"] == "prediction_store" and fallback["snapshot_id"] == sid
+            assert fallback["score"] == 0.75 and fallback["model"] == {"name": NAME, "version": "1"}
+            assert all(a.status_code == 200 and a.json()["source"] == "model" for a in answers[1:])
+            # No entity key: nothing to fall back on, a clear 503.
+            unkeyed = {k: v for k, v in poisoned[1].items() if k != "id"}
+            answer = await client.post("/v1/predict", json=unkeyed)
+            assert answer.status_code == 503 and answer.json()["detail"]["error"] == "model_unavailable"
+            assert "inference failed" in answer.json()["detail"]["message"]
+            # A key the store does not hold: 503 naming it.
+            answer = await client.post("/v1/predict", json={**poisoned[2], "id": "nope"})
+            assert answer.status_code == 503 and "nope" in answer.json()["detail"]["fallback"]
+            metrics = (await client.get("/metrics")).text
+            assert 'nightshift_realtime_fallbacks_total{kind="prediction_store"} 1.0' in metrics
+            assert 'nightshift_realtime_fallbacks_total{kind="unavailable"} 2.0' in metrics
+
+    run(main())
+
+
+def test_no_champion_at_all_serves_keyed_rows_from_the_store(home: Settings) -> None:
+    s = home
+    set_alias(s, "champion", None)
+    batch = rows(s, 3)
+    publish_snapshot(s, [r["id"] for r in batch], 0.25)
+
+    async def main() -> None:
+        async with serving(s) as (_app, client):
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503 and "no champion" in ready.json()["reason"]
+            answer = (await client.post("/v1/predict", json={"rows": batch})).json()["predictions"]
+            assert [a["score"] for a in answer] == [0.25] * 3 and all(a["fallback"] for a in answer)
+
+    run(main())
+
+
+def test_canary_split_is_stable_per_key_and_near_the_set_share(home: Settings) -> None:
+    s = home.model_copy(update={"realtime_canary_percent": 25.0})
+    base = rows(s, 1)[0]
+    keys = [f"key-{i}" for i in range(800)]
+
+    async def main() -> None:
+        async with serving(s) as (_app, client):
+            first = (await client.post("/v1/predict", json={"rows": [{**base, "id": k} for k in keys]})).json()
+            again = (await client.post("/v1/predict", json={"rows": [{**base, "id": k} for k in keys]})).json()
+            versions = [p["model"]["version"] for p in first["predictions"]]
+            assert versions == [p["model"]["version"] for p in again["predictions"]]  # stable per key
+            assert versions == ["2" if canary_share(k) < 25 else "1" for k in keys]
+            assert 0.20 <= versions.count("2") / len(keys) <= 0.30
+            unkeyed = (await client.post("/v1/predict", json={k: v for k, v in base.items() if k != "id"})).json()
+            assert unkeyed["model"]["version"] == "1"  # no key, no canary
+
+    run(main())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_prediction_log_and_shadow_on_both_stores(home: Settings, backend: str) -> None:
+    url = create_pg_database("ns_predlog") if backend == "postgres" else None
+    s = home.model_copy(update={"realtime_shadow": True, **({"store_url": url} if url else {})})
+    batch = rows(s, 30)
+    try:
+        async def main() -> None:
+            async with serving(s) as (_app, client):
+                answers = await asyncio.gather(*[client.post("/v1/predict", json=r) for r in batch[:20]],
+                                               client.post("/v1/predict", json={"rows": batch[20:]}))
+                got = [a.json() for a in answers[:20]] + answers[20].json()["predictions"]
+                assert {g["model"]["version"] for g in got} == {"1"}  # the shadow is never returned
+
+        run(main())  # leaving the lifespan flushes the log
+        logged = predlog.read(store.get_engine(s.store_uri), dataset="tiny")
+        served = [r for r in logged if r["role"] == "champion"]
+        shadow = [r for r in logged if r["role"] == "shadow"]
+        assert sorted(r["entity_key"] for r in served) == sorted(r["id"] for r in batch)
+        assert all(r["returned"] and r["model_version"] == "1" and r["source"] == "model" for r in served)
+        assert all(r["latency_ms"] > 0 for r in served)
+        first = next(r for r in served if r["entity_key"] == batch[0]["id"])
+        assert json.loads(first["inputs"]) == {k: v for k, v in batch[0].items() if k != "id"}
+        assert sorted(r["entity_key"] for r in shadow) == sorted(r["id"] for r in batch)
+        assert all(not r["returned"] and r["model_version"] == "2" for r in shadow)
+        expected = registered_scores(s, "2", batch)
+        by_key = {r["entity_key"]: r["score"] for r in shadow}
+        assert np.allclose([by_key[r["id"]] for r in batch], expected, atol=1e-5)
+    finally:
+        store.get_engine.cache_clear()
+        if url:
+            drop_pg_database(url)
+
+
+def test_the_app_module_builds_without_touching_the_registry(tmp_path: Path) -> None:
+    # Importing the module (as uvicorn does) must not load models or open the store.
+    import subprocess
+
+    env = {**os.environ, "NIGHTSHIFT_HOME": str(tmp_path / "nowhere")}
+    subprocess.run([sys.executable, "-c", "import serving.realtime as r; assert r.app.title"], env=env, check=True)
+    assert not (tmp_path / "nowhere").exists()
