@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     realtime_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     realtime_max_batch: int = Field(64, ge=1)  # most rows one forward pass takes
     realtime_max_delay_ms: float = Field(0.0, ge=0, le=1000)  # longest a row waits for others to fill a batch
+    # Run batches in a worker thread (the loop keeps reading meanwhile) instead of on the event loop
+    # (the default: a third of the CPU per request on 2 cores, serving/batcher.py).
+    realtime_inference_thread: bool = False
     realtime_max_rows: int = Field(1000, ge=1)  # most rows one request may send
     realtime_poll_seconds: float = Field(10.0, gt=0)  # how often the endpoint looks for a new champion
     realtime_shadow: bool = False  # score a copy of the traffic with the challenger, off the request path

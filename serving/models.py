@@ -71,18 +71,25 @@ class LoadedModel:
 
     @property
     def ref(self) -> dict[str, str]:
+        """{"name": ..., "version": ...}: what answers name as the model."""
         return {"name": self.name, "version": self.version}
+
+    @functools.cached_property
+    def ref_json(self) -> str:
+        """`ref` as JSON (answers embed it)."""
+        import json
+
+        return json.dumps(self.ref, separators=(",", ":"))
 
     def predict(self, rows: Sequence[dict[str, Any]]) -> np.ndarray:
         """Scores (float32) of raw input rows, in order."""
-        import pandas as pd
-
-        frame = pd.DataFrame({c: [r.get(c) for r in rows] for c in self.columns})
         if self._net is None:  # the scikit-learn baseline
-            return np.asarray(self.scorer.predict_proba(frame), dtype=np.float32)
+            import pandas as pd
+
+            return np.asarray(self.scorer.predict_proba(pd.DataFrame(list(rows))), dtype=np.float32)
         import torch
 
-        num, cat = self.scorer.pre.transform(frame)
+        num, cat = self.scorer.pre.transform_records(rows)
         dev = self.scorer.device
         with torch.inference_mode():
             x = torch.as_tensor(num, device=dev)
@@ -143,7 +150,11 @@ class ModelManager:
 
     def _registry(self) -> Any:
         if self._client is None:
+            import os
+
             import mlflow
+
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
             from mlflow import MlflowClient
 
             mlflow.set_tracking_uri(self.settings.tracking_uri)

@@ -20,6 +20,8 @@ KEY_MAX = 200
 
 def row_model(spec: DatasetSpec) -> type[BaseModel]:
     """The pydantic model of one input row of `spec`."""
+    if "rows" in (*spec.raw_inputs, spec.entity_key):
+        raise ValueError(f"spec {spec.name}: an input named 'rows' clashes with the endpoint's multi-row form")
     kinds = {f.name: f for f in spec.features}
     fields: dict[str, Any] = {}
     for name in spec.raw_inputs:

@@ -84,5 +84,8 @@ def load() -> pd.DataFrame:
 
 def derive(frame: pd.DataFrame) -> pd.DataFrame:
     """Departure hour and minute of day from the HHMM scheduled departure time."""
-    sched = pd.to_numeric(frame["sched_dep_time"], errors="coerce")
-    return frame.assign(dep_hour=(sched // 100).astype(float), dep_minute=(sched // 100 * 60 + sched % 100))
+    sched = pd.to_numeric(frame["sched_dep_time"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    hour = np.floor_divide(sched, 100)
+    out = frame.copy(deep=False)  # new columns only: the caller's frame stays as it was
+    out["dep_hour"], out["dep_minute"] = hour, hour * 60 + np.mod(sched, 100)
+    return out

@@ -36,3 +36,28 @@ def test_json_round_trip_gives_identical_outputs():
     a, b = pre.transform(frame()), again.transform(frame())
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_fast_transform_equals_the_reference_definition_on_awkward_input():
+    spec = load_spec("tiny")
+    pre = Preprocessor.fit(spec, frame(), min_count=1)
+    rows = pd.DataFrame({"segment": ["a", None, "zzz", "b", np.nan], "region": ["north", "south", None, 3, "north"],
+                         "x1": [0.0, None, np.nan, 1e6, -3.5], "x2": ["10.5", None, "abc", 7, 1.0]})
+    for case in (rows, rows.astype({"x1": float}), frame(), frame().iloc[:0]):
+        fast, ref = pre.transform(case), pre.reference_transform(case)
+        np.testing.assert_array_equal(fast[0], ref[0])
+        np.testing.assert_array_equal(fast[1], ref[1])
+    num, _ = pre.transform(rows)
+    assert num[2, 1] == np.float32((pre.medians["x2"] - pre.means["x2"]) / pre.stds["x2"])  # "abc" counts as null
+
+
+def test_transform_of_row_dicts_equals_transform_of_their_frame():
+    spec = load_spec("tiny")
+    pre = Preprocessor.fit(spec, frame(), min_count=1)
+    rows = [{"segment": "a", "region": "north", "x1": 0.5, "x2": None}, {"segment": None, "region": "south",
+            "x1": None, "x2": 3.0}, {"segment": "zzz", "region": 3, "x1": -2.0, "x2": 1e9},
+            {"segment": "b", "region": "north", "x1": 1, "x2": "7.5"}]  # text in a numeric: the general path
+    for case in (rows[:3], rows, rows[:1], frame().drop(columns=["id"]).to_dict("records")):
+        fast, ref = pre.transform_records(case), pre.transform(pd.DataFrame(case))
+        np.testing.assert_array_equal(fast[0], ref[0])
+        np.testing.assert_array_equal(fast[1], ref[1])
