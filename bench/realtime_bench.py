@@ -75,9 +75,15 @@ class Server:
         self.name, self.cmd, self.env, self.port, self.path, self.body = name, cmd, env, port, path, body
 
     def __enter__(self) -> Server:
-        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=ROOT, start_new_session=True)
+        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=ROOT, start_new_session=True,
+                                     stdout=subprocess.DEVNULL)
         wait_up(f"http://127.0.0.1:{self.port}{self.path}", self.body, self.proc)
         return self
+
+    def post(self, body: bytes) -> Any:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{self.path}", data=body,
+                                     headers={"Content-Type": "application/json"})
+        return json.loads(urllib.request.urlopen(req, timeout=10).read())
 
     def __exit__(self, *_: object) -> None:
         import signal
@@ -110,7 +116,7 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=15)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of the compared servers")
-    ap.add_argument("--delays", default="0,0.5,1,2,5", help="max delays (ms) for the batching curve")
+    ap.add_argument("--delays", default="0.5,1,2,5", help="max delays (ms) for the batching curve")
     ap.add_argument("--max-batch", type=int, default=64)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "realtime.json")
     args = ap.parse_args()
@@ -132,10 +138,13 @@ def main() -> None:
         bare = Server("bare", [py, "-m", "uvicorn", "bench.bare_app:app", "--port", "8800", *UVICORN], base_env, 8800,
                       "/v1/predict", one)
         mlflow_body = files["mlflow"].read_text().split("\n", 1)[0].encode()
+        # mlflow starts uvicorn itself; uvicorn reads its other options from UVICORN_* variables.
+        same_settings = {"UVICORN_LOOP": "uvloop", "UVICORN_HTTP": "httptools", "UVICORN_ACCESS_LOG": "false",
+                         "UVICORN_LOG_LEVEL": "warning"}
         mlflow_serve = Server("mlflow models serve",
                               [py, "-m", "mlflow", "models", "serve", "-m", "models:/nightshift-flights@champion",
                                "--env-manager", "local", "-h", "127.0.0.1", "-p", "8802", "--workers", "1"],
-                              base_env, 8802, "/invocations", mlflow_body)
+                              {**base_env, **same_settings}, 8802, "/invocations", mlflow_body)
 
         def measure(server: Server, bodies: str = "row", per_request: int = 1) -> dict[str, Any]:
             with server:
@@ -144,6 +153,13 @@ def main() -> None:
             log(f"{server.name} [{bodies}]: {result}")
             return result
 
+        # Same model, same answer: the endpoint's score of a row is MLflow's.
+        with realtime(args.max_batch, 0) as ours:
+            our_score = ours.post(one)["score"]
+        with mlflow_serve as theirs:
+            their_score = theirs.post(mlflow_body)["predictions"][0]
+        assert abs(our_score - their_score) < 1e-5, (our_score, their_score)
+        log(f"same row, same score: endpoint {our_score}, mlflow models serve {their_score}")
         runs: dict[str, list[dict[str, Any]]] = {"bare": [], "realtime": [], "batch1": [], "mlflow_serve": []}
         for r in range(args.rounds):
             log(f"round {r + 1}/{args.rounds}")
@@ -151,9 +167,13 @@ def main() -> None:
             runs["realtime"].append(measure(realtime(args.max_batch, 0)))
             runs["batch1"].append(measure(realtime(1, 0)))
             runs["mlflow_serve"].append(measure(mlflow_serve, "mlflow"))
+        # Each delay is run right after a delay-0 run, and reported relative to it (the VM drifts).
         curve = {}
-        for delay in [float(d) for d in args.delays.split(",")]:
-            curve[str(delay)] = measure(realtime(args.max_batch, delay))
+        for delay in [float(d) for d in args.delays.split(",") if float(d) > 0]:
+            reference = measure(realtime(args.max_batch, 0))
+            point = measure(realtime(args.max_batch, delay))
+            curve[str(delay)] = {**point, "vs_delay_0": round(point["rows_per_s"] / reference["rows_per_s"], 3),
+                                 "delay_0": reference}
         multi = {"batch": measure(realtime(args.max_batch, 0), "rows32", 32),
                  "batch1": measure(realtime(32, 0), "rows32", 32)}
 

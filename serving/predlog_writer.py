@@ -34,7 +34,7 @@ class PredictionLogWriter:
         self.store_url, self.dataset, self.max_rows, self.flush_seconds = store_url, dataset, max_rows, flush_seconds
         self._entries: list[tuple[Any, ...]] = []
         self._queued_rows = 0
-        self.written = self.dropped = self.failed = 0
+        self.written = self.dropped = self.failed = self.sent = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -43,7 +43,10 @@ class PredictionLogWriter:
         """Start the writer process and the periodic flush."""
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "serving.predlog_writer", self.store_url, self.dataset,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            # Its own session: a SIGTERM or Ctrl+C sent to the server's process group must not kill it
+            # before it has written what the server hands it while shutting down; it ends at stdin's end.
+            start_new_session=True)
         self._reader = asyncio.create_task(self._read_counts(self._proc))
         self._timer = asyncio.get_running_loop().call_later(self.flush_seconds, self._tick)
 
@@ -80,6 +83,7 @@ class PredictionLogWriter:
             return
         data = pickle.dumps(entries, protocol=pickle.HIGHEST_PROTOCOL)
         proc.stdin.write(len(data).to_bytes(8, "big") + data)
+        self.sent += rows
 
     async def _read_counts(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
@@ -114,8 +118,10 @@ class PredictionLogWriter:
             if self._reader is not None:
                 await asyncio.wait_for(self._reader, timeout)
         except (TimeoutError, ConnectionError) as exc:
-            log.error("prediction log writer did not finish (%s): killing it", exc)
-            proc.kill()
+            log.error("prediction log writer did not finish (%s): %d rows not confirmed written", exc,
+                      self.sent - self.written - self.failed)
+            if proc.returncode is None:
+                proc.kill()
 
 
 def rows_of(entry: tuple[Any, ...], dataset: str) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 # store), the Parquet offline store, all under .nightshift/ in the checkout.
 #   stack.sh install   create .venv with exactly the versions in constraints.txt
 #   stack.sh up        install, start Airflow (API server + UI, scheduler, DAG processor, triggerer) and
-#                      the MLflow UI and the lookup API, ingest the bundled 2013 flights, run `nightly`
+#                      the MLflow UI, the lookup API and the real-time endpoint, ingest the bundled
+#                      2013 flights, run `nightly`
 #                      for DATA_DATE (default 2013-06-30) and then `scoring` through the scheduler,
 #                      and leave everything running
 #   stack.sh down      stop what `up` started
@@ -17,6 +18,7 @@ DATA_DATE="${DATA_DATE:-2013-06-30}"
 AIRFLOW_PORT="${AIRFLOW_PORT:-8080}"
 MLFLOW_PORT="${MLFLOW_PORT:-5000}"
 LOOKUP_PORT="${LOOKUP_PORT:-8000}"
+REALTIME_PORT="${REALTIME_PORT:-8001}"
 
 install() {
   local stamp
@@ -86,6 +88,8 @@ up() {
     --default-artifact-root "$HOME_DIR/mlartifacts" --host 127.0.0.1 --port "$MLFLOW_PORT"
   start lookup-api uvicorn serving.lookup:app --host 127.0.0.1 --port "$LOOKUP_PORT" --loop uvloop --http httptools \
     --no-access-log
+  start realtime-api uvicorn serving.realtime:app --host 127.0.0.1 --port "$REALTIME_PORT" --loop uvloop \
+    --http httptools --no-access-log
   echo ">> ingesting the bundled NYC flights 2013 into the offline store"
   nightshift ingest 2013-01-01 --end 2013-12-31
   echo ">> running nightly for data date $DATA_DATE through the scheduler"
@@ -94,6 +98,14 @@ up() {
   nightshift trigger scoring "$DATA_DATE" --wait
   nightshift status
   nightshift snapshots
+  # The endpoint started before the first champion existed: it picks the champion up on its next
+  # registry poll (NIGHTSHIFT_REALTIME_POLL_SECONDS); wait for that before printing the example.
+  echo ">> waiting for the real-time endpoint to load the champion"
+  for _ in $(seq 1 60); do
+    curl -sf "http://127.0.0.1:$REALTIME_PORT/readyz" > /dev/null && break
+    sleep 1
+  done
+  curl -s "http://127.0.0.1:$REALTIME_PORT/readyz"; echo
   local key
   key="$(python - <<'PY'
 import glob
@@ -105,12 +117,28 @@ part = sorted(glob.glob(f"{s.offline_dir}/{s.dataset}/date=*/*.parquet"))[-1]
 print(pq.read_table(part, columns=[s.spec().entity_key]).column(0)[0])
 PY
 )"
+  local row
+  row="$(python - <<'PY'
+import glob
+import json
+
+import pyarrow.parquet as pq
+from nightshift.settings import get_settings
+s = get_settings()
+spec = s.spec()
+part = sorted(glob.glob(f"{s.offline_dir}/{s.dataset}/date=*/*.parquet"))[-1]
+row = pq.read_table(part, columns=[*spec.raw_inputs, spec.entity_key]).slice(0, 1).to_pylist()[0]
+print(json.dumps(row, separators=(",", ":")))
+PY
+)"
   cat <<MSG
 
 Nightshift is up.
   Airflow UI   http://localhost:$AIRFLOW_PORT   user: nightshift   password: $NIGHTSHIFT_AIRFLOW_PASSWORD
   MLflow UI    http://localhost:$MLFLOW_PORT
   Lookup API   http://localhost:$LOOKUP_PORT/docs   e.g. curl http://localhost:$LOOKUP_PORT/v1/predictions/$key
+  Real-time    http://localhost:$REALTIME_PORT/docs   e.g. curl -X POST http://localhost:$REALTIME_PORT/v1/predict \
+                 -H 'Content-Type: application/json' -d '$row'
   CLI          eval "\$(infra/local/stack.sh env)"; nightshift status
   Stop         make down
 MSG

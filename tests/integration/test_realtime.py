@@ -386,3 +386,45 @@ def test_the_app_module_builds_without_touching_the_registry(tmp_path: Path) -> 
     env = {**os.environ, "NIGHTSHIFT_HOME": str(tmp_path / "nowhere")}
     subprocess.run([sys.executable, "-c", "import serving.realtime as r; assert r.app.title"], env=env, check=True)
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_sigterm_to_the_server_loses_no_logged_prediction(home: Settings) -> None:
+    # uvicorn in its own process group, as a service manager runs it; SIGTERM goes to the whole group.
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "NIGHTSHIFT_HOME": str(home.home)}
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "serving.realtime:app", "--port", str(port)], env=env,
+                            start_new_session=True, stderr=subprocess.PIPE, text=True)
+    batch = rows(home, 40)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).read()
+                break
+            except Exception:  # noqa: BLE001  (not up yet)
+                assert time.monotonic() < deadline and proc.poll() is None, "the endpoint did not start"
+                time.sleep(0.3)
+        for r in batch:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/predict", data=json.dumps(r).encode(),
+                                         headers={"Content-Type": "application/json"})
+            assert json.loads(urllib.request.urlopen(req, timeout=10).read())["source"] == "model"
+        os.killpg(proc.pid, signal.SIGTERM)  # at once: the last rows are still queued in memory
+        _, err = proc.communicate(timeout=60)
+        assert "Application shutdown complete" in err, err  # (uvicorn then re-raises the signal: exit -15)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    # The writer process (its own session: the group's SIGTERM missed it) ends after its last insert.
+    deadline = time.monotonic() + 30
+    while len(logged := predlog.read(store.get_engine(home.store_uri), dataset="tiny")) < len(batch):
+        assert time.monotonic() < deadline, f"{len(logged)} of {len(batch)} predictions logged"
+        time.sleep(0.2)
+    assert sorted(r["entity_key"] for r in logged) == sorted(r["id"] for r in batch)
