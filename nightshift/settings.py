@@ -75,7 +75,9 @@ class Settings(BaseSettings):
     # auto: bf16 on CUDA (scores stay within 0.01 of fp32, tests/integration/test_realtime_cuda.py), fp32 on CPU.
     realtime_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     realtime_max_batch: int = Field(64, ge=1)  # most rows one forward pass takes
-    realtime_max_delay_ms: float = Field(0.0, ge=0, le=1000)  # longest a row waits for others to fill a batch
+    # Longest a row waits for others to fill a batch: 2 ms gave 1.48x the rows/s of 0 with lower
+    # p50 and p99 on 2 cores at 64 clients (BENCHMARKS.md, delay curve).
+    realtime_max_delay_ms: float = Field(2.0, ge=0, le=1000)
     # Run batches in a worker thread (the loop keeps reading meanwhile) instead of on the event loop
     # (the default: a third of the CPU per request on 2 cores, serving/batcher.py).
     realtime_inference_thread: bool = False
