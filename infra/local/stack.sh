@@ -107,26 +107,28 @@ up() {
   done
   curl -s "http://127.0.0.1:$REALTIME_PORT/readyz"; echo
   local key
-  key="$(python - <<'PY'
+  key="$(python - "$DATA_DATE" <<'PY'
 import glob
+import sys
 
 import pyarrow.parquet as pq
 from nightshift.settings import get_settings
 s = get_settings()
-part = sorted(glob.glob(f"{s.offline_dir}/{s.dataset}/date=*/*.parquet"))[-1]
+part = sorted(glob.glob(f"{s.offline_dir}/{s.dataset}/date={sys.argv[1]}/*.parquet"))[-1]
 print(pq.read_table(part, columns=[s.spec().entity_key]).column(0)[0])
 PY
 )"
   local row
-  row="$(python - <<'PY'
+  row="$(python - "$DATA_DATE" <<'PY'
 import glob
 import json
+import sys
 
 import pyarrow.parquet as pq
 from nightshift.settings import get_settings
 s = get_settings()
 spec = s.spec()
-part = sorted(glob.glob(f"{s.offline_dir}/{s.dataset}/date=*/*.parquet"))[-1]
+part = sorted(glob.glob(f"{s.offline_dir}/{s.dataset}/date={sys.argv[1]}/*.parquet"))[-1]
 row = pq.read_table(part, columns=[*spec.raw_inputs, spec.entity_key]).slice(0, 1).to_pylist()[0]
 print(json.dumps(row, separators=(",", ":")))
 PY
@@ -137,8 +139,8 @@ Nightshift is up.
   Airflow UI   http://localhost:$AIRFLOW_PORT   user: nightshift   password: $NIGHTSHIFT_AIRFLOW_PASSWORD
   MLflow UI    http://localhost:$MLFLOW_PORT
   Lookup API   http://localhost:$LOOKUP_PORT/docs   e.g. curl http://localhost:$LOOKUP_PORT/v1/predictions/$key
-  Real-time    http://localhost:$REALTIME_PORT/docs   e.g. curl -X POST http://localhost:$REALTIME_PORT/v1/predict \
-                 -H 'Content-Type: application/json' -d '$row'
+  Real-time    http://localhost:$REALTIME_PORT/docs   e.g.
+               curl -X POST http://localhost:$REALTIME_PORT/v1/predict -H 'Content-Type: application/json' -d '$row'
   CLI          eval "\$(infra/local/stack.sh env)"; nightshift status
   Stop         make down
 MSG
