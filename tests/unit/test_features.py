@@ -61,3 +61,25 @@ def test_transform_of_row_dicts_equals_transform_of_their_frame():
         fast, ref = pre.transform_records(case), pre.transform(pd.DataFrame(case))
         np.testing.assert_array_equal(fast[0], ref[0])
         np.testing.assert_array_equal(fast[1], ref[1])
+
+
+def test_row_dict_transform_equals_the_frame_transform_on_real_flights():
+    # The flights spec's own derive hook, nulls in the weather and plane columns, integer inputs:
+    # what the real-time endpoint gets, against what training and Spark compute.
+    import json
+
+    from nightshift.sources.flights import load
+
+    spec = load_spec("flights")
+    flights = load()
+    pre = Preprocessor.fit(spec, flights.iloc[:20_000])
+    sample = flights.sample(3_000, random_state=1)[spec.raw_inputs]
+    assert sample.isna().any().any()  # the sample does hold nulls
+    records = json.loads(sample.to_json(orient="records", double_precision=15))  # as a JSON body arrives
+    for rows in (records, records[:1], records[:64]):
+        fast, ref = pre.transform_records(rows), pre.transform(pd.DataFrame(rows))
+        np.testing.assert_array_equal(fast[0], ref[0])
+        np.testing.assert_array_equal(fast[1], ref[1])
+    # and a JSON row scores as the stored row does (nulls and integers survive the trip)
+    np.testing.assert_allclose(pre.transform(pd.DataFrame(records))[0], pre.transform(sample)[0], atol=1e-6)
+    np.testing.assert_array_equal(pre.transform(pd.DataFrame(records))[1], pre.transform(sample)[1])
