@@ -115,11 +115,11 @@ class RealtimeStats(Collector):
 
 
 class Engine:
-    """The inference side: runs batches on the loaded models (in the batcher's worker thread)."""
+    """The inference side: runs the batcher's batches on the loaded models (champion, canary, shadow)."""
 
     def __init__(self, manager: ModelManager, stats: RealtimeStats, *, shadow: bool, log_writer: Any,
                  key_field: str, threshold: float) -> None:
-        self.manager, self.stats, self.shadow, self.log_writer = manager, stats, shadow, log_writer
+        self.manager, self.stats, self.log_writer = manager, stats, log_writer
         self.key_field, self.threshold = key_field, threshold
         self.shadow_pool = ThreadPoolExecutor(1, thread_name_prefix="shadow") if shadow else None
         self.shadow_inflight = 0
@@ -176,16 +176,14 @@ class Engine:
             self.stats.shadow_skipped += 1
             return
         self.shadow_inflight += 1
-        batch = [(job.rows, job.future) for job in jobs]
-        self.shadow_pool.submit(self._run_shadow, batch, challenger)
+        self.shadow_pool.submit(self._run_shadow, [job.rows for job in jobs], challenger)
 
-    def _run_shadow(self, batch: list[tuple[Sequence[dict[str, Any]], Any]], challenger: LoadedModel) -> None:
+    def _run_shadow(self, batch: list[Sequence[dict[str, Any]]], challenger: LoadedModel) -> None:
         try:
-            rows = [row for part, _ in batch for row in part]
-            scores = challenger.predict(rows)
+            scores = challenger.predict([row for part in batch for row in part])
             if self.log_writer is not None:
                 start = 0
-                for part, _ in batch:
+                for part in batch:
                     s = scores[start:start + len(part)]
                     start += len(part)
                     self.log_writer.put(next(self.request_ids), part, s.tolist(), (s >= self.threshold).tolist(),
