@@ -262,7 +262,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
     example = {k: v for k, v in example_rows(spec, 1)[0].items()}
-    body_schema = {"oneOf": [row_cls.model_json_schema(), rows_cls.model_json_schema()], "example": example}
+    # Inline schemas: pydantic's "#/$defs/..." references would not resolve inside the OpenAPI document.
+    row_schema = row_cls.model_json_schema()
+    rows_schema = {"title": f"{spec.name} rows", "type": "object", "additionalProperties": False,
+                   "required": ["rows"], "properties": {"rows": {"type": "array", "items": row_schema, "minItems": 1,
+                                                                 "maxItems": settings.realtime_max_rows}}}
+    body_schema = {"oneOf": [row_schema, rows_schema], "example": example}
 
     request_body = {"required": True, "content": {"application/json": {"schema": body_schema}}}
 

@@ -195,6 +195,21 @@ def test_bad_input_gets_a_422_naming_the_field(home: Settings, body: dict[str, A
     run(main())
 
 
+def test_openapi_documents_both_request_forms_with_resolvable_references(home: Settings) -> None:
+    async def main() -> None:
+        async with serving(home) as (_app, client):
+            doc = (await client.get("/openapi.json")).json()
+            body = doc["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            single, many = body["oneOf"]
+            assert set(single["required"]) == {"segment", "region", "x1", "x2"}
+            assert many["properties"]["rows"]["items"] == single
+            text = json.dumps(doc)
+            for ref in {part.split('"')[0] for part in text.split('"$ref": "')[1:]}:
+                assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in doc["components"]["schemas"]
+
+    run(main())
+
+
 def test_too_many_rows_and_invalid_json_are_422(home: Settings) -> None:
     s = home.model_copy(update={"realtime_max_rows": 5})
     batch = rows(s, 6)
