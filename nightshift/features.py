@@ -96,7 +96,8 @@ class Preprocessor:
         None; rows with anything else go through `transform`.
         """
         if not rows:
-            return self.transform(pd.DataFrame(columns=list(self.numeric) + list(self.categorical)))
+            return (np.empty((0, len(self.numeric)), dtype=np.float32),
+                    np.empty((0, len(self.categorical)), dtype=np.int64))
         first = rows[0]
         derived = [c for c in (*self.numeric, *self.categorical) if c not in first]
         read: dict[str, np.ndarray] = {}

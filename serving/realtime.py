@@ -23,6 +23,7 @@ import logging
 import re
 import time
 import uuid
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -68,8 +69,6 @@ class RealtimeStats(Collector):
         self.app: Any = None  # the app whose state (batcher, models, log writer) the scrape reads
 
     def batch(self, rows: int) -> None:
-        from bisect import bisect_left
-
         self.batches[bisect_left(BATCH_BUCKETS, rows)] += 1
         self.batch_rows_total += rows
 
@@ -261,7 +260,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     stats.app = app
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
-    example = {k: v for k, v in example_rows(spec, 1)[0].items()}
+    example = example_rows(spec, 1)[0]
     # Inline schemas: pydantic's "#/$defs/..." references would not resolve inside the OpenAPI document.
     row_schema = row_cls.model_json_schema()
     rows_schema = {"title": f"{spec.name} rows", "type": "object", "additionalProperties": False,

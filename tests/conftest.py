@@ -55,6 +55,24 @@ def ingested(settings: Settings) -> Settings:
     return settings
 
 
+def train_champion(s: Settings, day: date) -> str:
+    """Ingest the tiny dataset's 90 days, train on `day`, gate and promote; returns the champion version."""
+    from jobs.evaluate import evaluate
+    from jobs.ingest import ingest
+    from jobs.promote import promote
+    from jobs.train import train
+
+    ingest(date(2013, 1, 1), date(2013, 3, 31), settings=s, log=_quiet)
+    candidate = train(day, settings=s, actor="test", log=_quiet)
+    assert evaluate(day, candidate["version"], settings=s, log=_quiet)["promote"]
+    promote(candidate["version"], actor="test", settings=s, log=_quiet)
+    return str(candidate["version"])
+
+
+def _quiet(*_: object) -> None:
+    pass
+
+
 def create_pg_database(prefix: str) -> str:
     """A new empty PostgreSQL database; returns its SQLAlchemy URL."""
     from sqlalchemy import create_engine, text

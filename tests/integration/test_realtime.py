@@ -22,16 +22,13 @@ import pytest
 from fastapi import FastAPI
 from mlflow import MlflowClient
 
-from jobs.evaluate import evaluate
-from jobs.ingest import ingest
-from jobs.promote import promote
 from jobs.train import train
 from nightshift import offline, predlog, predstore, store
 from nightshift.settings import Settings, get_settings
 from registry import aliases
 from registry.packaging import NightshiftPyfunc, local_bundle
 from serving.realtime import canary_share, create_app
-from tests.conftest import create_pg_database, drop_pg_database, tiny_env
+from tests.conftest import create_pg_database, drop_pg_database, tiny_env, train_champion
 from tests.integration.faults import MARKER
 
 D1, D2 = date(2013, 2, 10), date(2013, 3, 10)
@@ -50,12 +47,9 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     os.environ.update(tiny_env(home))
     get_settings.cache_clear()
     s = get_settings()
-    ingest(date(2013, 1, 1), date(2013, 3, 31), settings=s, log=quiet)
-    first = train(D1, settings=s, actor="test", log=quiet)
-    assert evaluate(D1, first["version"], settings=s, log=quiet)["promote"]
-    promote(first["version"], actor="test", settings=s, log=quiet)
+    first = train_champion(s, D1)
     second = train(D2, settings=s, actor="test", log=quiet)
-    assert (first["version"], second["version"]) == ("1", "2")
+    assert (first, second["version"]) == ("1", "2")
     store.get_engine.cache_clear()
     os.environ.clear()
     os.environ.update(saved)

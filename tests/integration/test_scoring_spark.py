@@ -17,15 +17,11 @@ import pandas as pd
 import pyspark
 import pytest
 
-from jobs.evaluate import evaluate
-from jobs.ingest import ingest
-from jobs.promote import promote
 from jobs.publish import publish
 from jobs.score import score
-from jobs.train import train
 from nightshift import offline, predstore, store
 from nightshift.settings import Settings, get_settings
-from tests.conftest import tiny_env
+from tests.conftest import tiny_env, train_champion
 
 D = date(2013, 2, 10)
 SPARK_HOME = Path(pyspark.__file__).parent
@@ -43,10 +39,7 @@ def champion_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings
     os.environ.update(tiny_env(home, NIGHTSHIFT_SPARK_MASTER="local[2]", PYSPARK_PYTHON=sys.executable))
     get_settings.cache_clear()
     s = get_settings()
-    ingest(date(2013, 1, 1), date(2013, 3, 31), settings=s, log=quiet)
-    candidate = train(D, settings=s, actor="test", log=quiet)
-    assert evaluate(D, candidate["version"], settings=s, log=quiet)["promote"]
-    promote(candidate["version"], actor="test", settings=s, log=quiet)
+    train_champion(s, D)
     yield s
     os.environ.clear()
     os.environ.update(saved)

@@ -61,6 +61,8 @@ def test_transform_of_row_dicts_equals_transform_of_their_frame():
         fast, ref = pre.transform_records(case), pre.transform(pd.DataFrame(case))
         np.testing.assert_array_equal(fast[0], ref[0])
         np.testing.assert_array_equal(fast[1], ref[1])
+    empty = pre.transform_records([])
+    assert empty[0].shape == (0, 3) and empty[1].shape == (0, 2)
 
 
 def test_row_dict_transform_equals_the_frame_transform_on_real_flights():
