@@ -60,7 +60,11 @@ class StoreReader:
                 min_size=0, max_size=self.pool_size, reset=_keep_session, timeout=10,
                 # A custom plan per execution (PostgreSQL's default for the first runs, and for good when
                 # the custom plans look cheaper) replans the partitioned read each time: 3x the CPU.
-                server_settings={"plan_cache_mode": "force_generic_plan"})
+                server_settings={"plan_cache_mode": "force_generic_plan",
+                                 # One snapshot for planning and running each statement: under READ
+                                 # COMMITTED a plan made just before a publish attached its partition
+                                 # could run against the new served pointer and find nothing.
+                                 "default_transaction_isolation": "repeatable read"})
             self._queries["rows"] = predstore.served_rows_query(postgres=True)
             self._sql = {name: _compiled(q) for name, q in self._queries.items()}
         else:
