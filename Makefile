@@ -1,5 +1,5 @@
 # The two commands of the README, and a few helpers.
-.PHONY: up down test lint install
+.PHONY: up down test lint install replay
 up:        ## everything: install, start Airflow + MLflow UI, run nightly for a 2013 date
 	bash infra/local/stack.sh up
 down:      ## stop the services `make up` started
@@ -11,3 +11,5 @@ test:      ## install, then lint, type-check and run the whole test suite
 	.venv/bin/python -m pytest -q
 install:
 	bash infra/local/stack.sh install
+replay:    ## replay 2013 (or START=... END=...) day by day through Airflow; chart and tables in docs/replay
+	bash infra/local/stack.sh replay $(or $(START),2013-01-01) $(or $(END),2013-12-30)

@@ -9,7 +9,10 @@ output and backfills replay history.
 * **validate**: Great Expectations suite from the dataset spec; failure stops the run here and names
   every failed expectation (Data Docs in the log and in MLflow)
 * **train**: PyTorch MLP (CUDA when available) and a HistGradientBoosting baseline; the MLP becomes
-  registry version `challenger`
+  registry version `challenger`. Trains when the run has a `reason` (runs that `drift` triggers do),
+  when there is no champion yet and the window has enough days, or when the champion was trained
+  `retrain_every_days` data days before or more (`NIGHTSHIFT_RETRAIN_EVERY_DAYS`, 1 = every night;
+  0 = only with a reason). Skipped otherwise, with evaluate and promote, the reason in the log
 * **evaluate**: gates (floors, baseline, champion on the same holdout overall and per slice, smoke
   check in a fresh process); the decision and reasons are tagged on the version
 * **promote**: `champion` moves to the candidate, the old one keeps `previous`, and asset
@@ -17,7 +20,8 @@ output and backfills replay history.
   log, when the gates say no (or in `dry_run`) or the candidate already is champion
 
 Params: `gate_mode` (enforce, dry_run, override), `override_reason` (required for override),
-`reason` (why this run: recorded on the candidate).
+`reason` (why this run: recorded on the candidate as tag `trigger_reason`; `drift` fills it in),
+`retrain_every_days` (overrides the setting for this run; the replay backfills with 0).
 """
 
 from __future__ import annotations
@@ -55,7 +59,10 @@ def _midnight_utc(day: date) -> pendulum.DateTime:
         "gate_mode": Param("enforce", type="string", enum=["enforce", "dry_run", "override"], title="Gate mode"),
         "override_reason": Param("", type="string", title="Override reason",
                                  description="Required with gate_mode=override; recorded in the audit trail."),
-        "reason": Param("", type="string", title="Why this run", description="Recorded on the candidate."),
+        "reason": Param("", type="string", title="Why this run",
+                        description="Recorded on the candidate. A run with a reason always trains."),
+        "retrain_every_days": Param(None, type=["null", "integer"], minimum=0, title="Retrain every N days",
+                                    description="Empty: NIGHTSHIFT_RETRAIN_EVERY_DAYS. 0: only with a reason."),
     },
 )
 def nightly() -> None:
@@ -77,13 +84,20 @@ def nightly() -> None:
 
     @task
     def train(ingested: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from jobs.train import retrain_due
         from jobs.train import train as run
         from nightshift.runctx import actor_of, param
 
         context = get_current_context()
+        day, reason = date.fromisoformat(ingested["data_date"]), param(context, "reason")
+        due, why = retrain_due(day, reason=reason, every_days=context["params"].get("retrain_every_days"))
+        if not due:
+            raise AirflowSkipException(f"no training for {day}: {why}")
+        print(f"training for {day}: {why}")
         with bad_input_fails_fast():
-            return run(date.fromisoformat(ingested["data_date"]), actor=actor_of(context),
-                       reason=param(context, "reason"))
+            return run(day, actor=actor_of(context), reason=reason)
 
     @task
     def evaluate(ingested: dict[str, Any], candidate: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:

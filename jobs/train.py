@@ -29,9 +29,14 @@ from registry.tracking import configure
 
 def windows(data_date: date, settings: Settings) -> tuple[list[date], list[date]]:
     """(training days, holdout days): the holdout is the most recent days, ending on the data date."""
-    holdout_start = data_date - timedelta(days=settings.holdout_days - 1)
+    return windows_of(data_date, settings.train_days, settings.holdout_days)
+
+
+def windows_of(data_date: date, train_days: int, holdout_days: int) -> tuple[list[date], list[date]]:
+    """(training days, holdout days) for explicit window lengths."""
+    holdout_start = data_date - timedelta(days=holdout_days - 1)
     train_end = holdout_start - timedelta(days=1)
-    train_start = train_end - timedelta(days=settings.train_days - 1)
+    train_start = train_end - timedelta(days=train_days - 1)
     return offline.days(train_start, train_end), offline.days(holdout_start, data_date)
 
 
@@ -55,6 +60,40 @@ def training_params(settings: Settings, data_date: date) -> dict[str, Any]:
         "patience": settings.patience, "batch_size": settings.batch_size,
         "learning_rate": settings.learning_rate, "seed": settings.seed, "val_split": "tail",
     }
+
+
+def retrain_due(data_date: date, *, reason: str = "", every_days: int | None = None,
+                settings: Settings | None = None) -> tuple[bool, str]:
+    """(whether this run trains, why): always with a reason (drift, a person); else when there is no
+    champion yet and the window has enough days, or the champion was trained `every_days` (default
+    NIGHTSHIFT_RETRAIN_EVERY_DAYS) or more data days before; 0 = only with a reason."""
+    settings = settings or get_settings()
+    every = settings.retrain_every_days if every_days is None else every_days
+    if reason:
+        return True, f"requested: {reason}"
+    spec = settings.spec()
+    client = configure(settings, spec.name)
+    name = settings.model_name(spec.name)
+    champion = aliases.alias_version(client, name, aliases.CHAMPION)
+    if champion is None:
+        train_wanted, _ = windows(data_date, settings)
+        found = [d for d in train_wanted if offline.partition_dir(settings.offline_dir, spec.name, d).exists()]
+        if len(found) < settings.min_train_days:
+            return False, (f"no champion yet, and only {len(found)} of the training window's days "
+                           f"({train_wanted[0]}..{train_wanted[-1]}) are ingested; needs {settings.min_train_days}")
+        return True, "no champion yet"
+    trained_for = date.fromisoformat(client.get_model_version(name, champion).tags.get("data_date", "1970-01-01"))
+    age = (data_date - trained_for).days
+    if age < 0:
+        return False, (f"champion v{champion} was trained for a later day ({trained_for}): a run for {data_date} "
+                       "does not retrain it on older data (set the `reason` param to train anyway)")
+    if every == 0:
+        return False, (f"champion v{champion} (trained for {trained_for}) serves and retraining without a reason "
+                       "is off (retrain_every_days=0): drift retrains, or set the `reason` param")
+    if age < every:
+        return False, (f"champion v{champion} was trained for {trained_for}, {age} day(s) before; retraining every "
+                       f"{every} day(s) (set the `reason` param to train anyway)")
+    return True, f"champion v{champion} was trained for {trained_for}, {age} day(s) before"
 
 
 def train(data_date: date, *, settings: Settings | None = None, actor: str = "cli", reason: str = "",

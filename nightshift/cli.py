@@ -7,6 +7,7 @@ import os
 import sys
 import warnings
 from datetime import date, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -176,6 +177,61 @@ def trigger(dag_id: Annotated[str, typer.Argument(help="DAG to run, e.g. nightly
             _log(f"{dag_id} for {day} succeeded")
     except (RuntimeError, TimeoutError) as exc:
         _fail(exc)
+
+
+@app.command()
+def drift(day: Day) -> None:
+    """Judge a day's drift against the champion (outside Airflow); says whether it would retrain and why."""
+    _quiet()
+    from jobs.drift import check_drift
+
+    try:
+        out = check_drift(_day(day), run_id=f"cli__{datetime.now():%Y%m%dT%H%M%S}", log=_log)
+    except ValueError as exc:
+        _fail(exc)
+    if out.get("retrain"):
+        _log("nightly would retrain: trigger it with that reason, or let the drift DAG do it")
+
+
+@app.command()
+def replay(start: Annotated[str, typer.Argument(help="First data date")] = "2013-01-01",
+           end: Annotated[str, typer.Argument(help="Last data date")] = "2013-12-30",
+           out: Annotated[Path, typer.Option(help="Folder for replay.png, replay.csv and replay.md")]
+           = Path("docs/replay"),
+           via: Annotated[str, typer.Option(help="airflow (backfills through the running Airflow's REST API) "
+                                                 "or dag-test (in this process, no scheduler)")] = "airflow") -> None:
+    """Replay start..end day by day through nightly and drift (and scoring on promotions); chart the loop."""
+    _quiet()
+    from jobs import replay as rp
+    from nightshift.settings import get_settings
+
+    s = get_settings()
+    first, last = _day(start), _day(end)
+    if via == "airflow":
+        from nightshift.airflow_api import AirflowAPI
+
+        if not s.airflow_password:
+            _fail(RuntimeError("set NIGHTSHIFT_AIRFLOW_PASSWORD (infra/local/stack.sh env prints it)"))
+        runner: Any = rp.AirflowRunner(AirflowAPI(s.airflow_url, s.airflow_user, s.airflow_password))
+        runner.prepare()
+    elif via == "dag-test":
+        runner = rp.DagTestRunner(Path(__file__).resolve().parents[1] / "dags", s)
+    else:
+        _fail(ValueError(f"--via must be airflow or dag-test, not {via!r}"))
+    command = f"nightshift replay {first} {last} --via {via}"
+
+    def checkpoint(partial: Any) -> None:
+        to = partial["data_date"].iloc[-1]
+        rp.write(partial, out, title=f"Replay of {s.dataset} {first}..{last} (so far: to {to})",
+                 command=f"{command} (so far: to {to})")
+
+    try:
+        frame = rp.replay(runner, s, first, last, log=_log, checkpoint=checkpoint)
+    except (RuntimeError, TimeoutError, ValueError) as exc:
+        _fail(exc)
+    paths = rp.write(frame, out, title=f"Replay of {s.dataset} {first}..{last}", command=command)
+    _log(f"replayed {len(frame)} days at {frame.attrs['seconds_per_day']:.1f} s a day: "
+         + ", ".join(str(p) for p in paths.values()))
 
 
 @app.command()

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     insert,
     select,
 )
@@ -74,3 +75,17 @@ def read(engine: Engine, *, dataset: str | None = None, since: datetime | None =
         query = query.limit(limit)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def served_for(engine: Engine, *, dataset: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The first prediction returned to a caller for each of `keys` (shadow rows excluded), by key."""
+    out: dict[str, dict[str, Any]] = {}
+    query = (select(prediction_log.c.entity_key, prediction_log.c.score, prediction_log.c.model_version)
+             .where(prediction_log.c.dataset == dataset, prediction_log.c.returned.is_(True),
+                    prediction_log.c.entity_key.in_(bindparam("keys", expanding=True)))
+             .order_by(prediction_log.c.id))
+    with engine.connect() as conn:
+        for i in range(0, len(keys), 5000):
+            for row in conn.execute(query, {"keys": list(keys[i:i + 5000])}):
+                out.setdefault(row.entity_key, dict(row._mapping))
+    return out

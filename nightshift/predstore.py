@@ -213,18 +213,21 @@ def publish(engine: Engine, snapshot_id: int, *, actor: str, reason: str, retent
     An older snapshot of the same run is replaced (a rerun adds no second copy). Returns the
     published snapshot's row and the ids removed.
     """
-    with engine.begin() as conn:
-        snap = conn.execute(select(snapshots).where(snapshots.c.id == snapshot_id).with_for_update()).first()
-        if snap is None or snap.status != WRITING:
-            raise SnapshotError(f"snapshot {snapshot_id} is not being written (status: "
-                                f"{snap.status if snap else 'missing'}); nothing published")
-        if snap.row_count is None:
-            raise SnapshotError(f"snapshot {snapshot_id} has no rows written (write_rows never finished)")
-        rows = snap.row_count
-        if _is_pg(conn):
+    if _is_pg(engine):
+        # The partition is attached in its own transaction, committed before the served pointer moves:
+        # a reader whose statement sees the new pointer then always plans with the new partition (a
+        # plan made before an attach in the same transaction as the switch found no rows at all).
+        with engine.begin() as conn:
+            _writing(conn, snapshot_id)
             part = _partition(snapshot_id)
-            conn.execute(text(f"ALTER TABLE {part} ADD PRIMARY KEY (snapshot_id, entity_key)"))
-            conn.execute(text(f"ALTER TABLE predictions ATTACH PARTITION {part} FOR VALUES IN ({snapshot_id})"))
+            attached = conn.execute(text("SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(:t)"),
+                                    {"t": part}).first()
+            if not attached:
+                conn.execute(text(f"ALTER TABLE {part} ADD PRIMARY KEY (snapshot_id, entity_key)"))
+                conn.execute(text(f"ALTER TABLE predictions ATTACH PARTITION {part} FOR VALUES IN ({snapshot_id})"))
+    with engine.begin() as conn:
+        snap = _writing(conn, snapshot_id)
+        rows = snap.row_count
         conn.execute(update(snapshots).where(snapshots.c.id == snapshot_id).values(
             status=COMPLETE, row_count=int(rows), published_at=_now()))
         before = _switch(conn, snap.dataset, snapshot_id)
@@ -237,6 +240,17 @@ def publish(engine: Engine, snapshot_id: int, *, actor: str, reason: str, retent
     removed = _drop(engine, replaced)
     removed += apply_retention(engine, dataset=snap.dataset, keep=retention)
     return {**get_snapshot(engine, snapshot_id), "removed": removed}
+
+
+def _writing(conn: Connection, snapshot_id: int) -> Any:
+    """The snapshot's row, locked, when it is written and not yet published; SnapshotError otherwise."""
+    snap = conn.execute(select(snapshots).where(snapshots.c.id == snapshot_id).with_for_update()).first()
+    if snap is None or snap.status != WRITING:
+        raise SnapshotError(f"snapshot {snapshot_id} is not being written (status: "
+                            f"{snap.status if snap else 'missing'}); nothing published")
+    if snap.row_count is None:
+        raise SnapshotError(f"snapshot {snapshot_id} has no rows written (write_rows never finished)")
+    return snap
 
 
 def _switch(conn: Connection, dataset: str, snapshot_id: int) -> int | None:
@@ -357,8 +371,22 @@ def lookup(engine: Engine, *, dataset: str, keys: Sequence[str]) -> dict[str, di
     """Served predictions of `keys` by entity key (missing keys are absent), all from one snapshot."""
     query = served_rows_query(postgres=_is_pg(engine))
     with engine.connect() as conn:
+        if _is_pg(engine):
+            # One snapshot for planning and running the statement (READ COMMITTED takes one for each).
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
         rows = conn.execute(query, {"dataset": dataset, "keys": list(keys)})
         return {r.entity_key: dict(r._mapping) for r in rows}
+
+
+def snapshot_rows(engine: Engine, snapshot_id: int, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Rows of `keys` in one kept snapshot (served or not), by entity key."""
+    query = select(predictions.c.entity_key, predictions.c.score, predictions.c.label).where(
+        predictions.c.snapshot_id == snapshot_id, predictions.c.entity_key.in_(bindparam("keys", expanding=True)))
+    out: dict[str, dict[str, Any]] = {}
+    with engine.connect() as conn:
+        for i in range(0, len(keys), 5000):
+            out.update({r.entity_key: dict(r._mapping) for r in conn.execute(query, {"keys": list(keys[i:i + 5000])})})
+    return out
 
 
 def count_rows(engine: Engine, snapshot_id: int) -> int:

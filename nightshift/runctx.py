@@ -12,6 +12,11 @@ CHAMPION_ASSET = "nightshift://registry/champion"
 PREDICTIONS_ASSET = "nightshift://store/predictions"
 
 
+def drift_run_id(day: date) -> str:
+    """Run id of the `nightly` run that drift on `day` triggers (one per day: a rerun adds none)."""
+    return f"drift__{day.isoformat()}"
+
+
 def data_date_of(context: Mapping[str, Any]) -> date:
     """The run's data date: the `data_date` param when set, else the start of its data interval."""
     param = str((context.get("params") or {}).get("data_date") or "").strip()

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     learning_rate: float = Field(2e-3, gt=0)
     seed: int = 13
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # `nightly` retrains when the champion was trained for a data date this many days back or more
+    # (1: every night); 0: only runs with a reason (drift, a person) retrain. A first champion is
+    # trained as soon as the training window has enough days.
+    retrain_every_days: int = Field(1, ge=0)
 
     # Gates (the floors are per dataset, in its spec).
     gate_mode: GateMode = "enforce"
@@ -65,6 +69,22 @@ class Settings(BaseSettings):
     spark_driver_memory: str = "2g"
     score_batch_rows: int = Field(50_000, ge=100)  # rows per Arrow batch between the JVM and Python
     snapshot_retention: int = Field(5, ge=1)  # complete prediction snapshots kept (served one always kept)
+
+    # Drift monitoring (the `drift` DAG); README "Drift" explains the defaults.
+    # Rows sampled from the champion's training window to compare each day with (distances are named
+    # in validation/drift.py, so a small sample does not switch Evidently to p-value tests).
+    drift_reference_rows: int = Field(20_000, ge=100)
+    drift_min_rows: int = Field(300, ge=1)  # a day with fewer rows (or labelled rows) is not judged
+    drift_feature_share: float = Field(0.1, gt=0, le=1)  # share of drifted features that is data drift
+    drift_num_threshold: float = Field(1.0, gt=0)  # normed Wasserstein distance of a numeric feature
+    drift_cat_threshold: float = Field(0.2, gt=0, le=1)  # Jensen-Shannon distance of a categorical feature
+    drift_prediction_threshold: float = Field(0.5, gt=0)  # normed Wasserstein distance of the scores
+    drift_auc_drop: float = Field(0.05, gt=0, lt=1)  # served AUC this far below holdout AUC: performance drift
+    drift_severe_auc_drop: float = Field(0.10, gt=0, lt=1)  # this far: retrain even in the cooldown
+    drift_window_days: int = Field(7, ge=1)  # n: daily windows looked at
+    drift_min_windows: int = Field(3, ge=1)  # k: of which this many must have drifted
+    drift_cooldown_days: int = Field(7, ge=0)  # data days after a drift retrain with no other
+    label_delay_days: int = Field(1, ge=0)  # labels of day D are judged by the drift run of D + this
 
     # The lookup API.
     lookup_api_key: SecretStr | None = None  # set it to require the X-API-Key header
@@ -104,6 +124,15 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path | None) -> Path | None:
         # Airflow runs tasks from other working directories: relative paths would drift.
         return value.expanduser().resolve() if value is not None else None
+
+    @model_validator(mode="after")
+    def _drift_windows(self) -> Settings:
+        if self.drift_min_windows > self.drift_window_days:
+            raise ValueError(f"NIGHTSHIFT_DRIFT_MIN_WINDOWS ({self.drift_min_windows}) cannot exceed "
+                             f"NIGHTSHIFT_DRIFT_WINDOW_DAYS ({self.drift_window_days})")
+        if self.drift_severe_auc_drop < self.drift_auc_drop:
+            raise ValueError("NIGHTSHIFT_DRIFT_SEVERE_AUC_DROP must be at least NIGHTSHIFT_DRIFT_AUC_DROP")
+        return self
 
     @model_validator(mode="after")
     def _override_needs_reason(self) -> Settings:

@@ -26,6 +26,9 @@ class Feature(BaseModel):
     max: float | None = None
     categories: list[str] | None = None  # allowed values; None = open set (unknowns map to OOV)
     derived: bool = False  # produced by the spec's derive hook, not present in raw rows
+    # Watched for drift. False for a feature one day's rows cannot judge (the weekday is constant
+    # within a day, so every day would "drift").
+    monitor: bool = True
 
 
 class Source(BaseModel):
@@ -128,6 +131,11 @@ class DatasetSpec(BaseModel):
     @property
     def categorical(self) -> list[str]:
         return [f.name for f in self.features if f.kind == "categorical"]
+
+    @property
+    def monitored(self) -> list[Feature]:
+        """Features the drift checks compare."""
+        return [f for f in self.features if f.monitor]
 
     @property
     def raw_inputs(self) -> list[str]:

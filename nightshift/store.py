@@ -43,7 +43,8 @@ alias_audit = Table(
 @lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
     """A pooled engine for the store URL, with the tables created if missing."""
-    import nightshift.predlog  # noqa: F401  (its tables live in this metadata)
+    import nightshift.drifthistory  # noqa: F401  (their tables live in this metadata)
+    import nightshift.predlog  # noqa: F401
     import nightshift.predstore  # noqa: F401
 
     engine = create_engine(url, pool_pre_ping=True)

@@ -25,6 +25,7 @@ TINY_ENV = {
     "NIGHTSHIFT_MAX_EPOCHS": "15",
     "NIGHTSHIFT_MIN_SLICE_ROWS": "60",
     "NIGHTSHIFT_SCHEDULE_END": "2013-03-31",
+    "NIGHTSHIFT_DRIFT_MIN_ROWS": "50",  # the tiny dataset has 60 rows a day
     "GX_ANALYTICS_ENABLED": "false",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "GIT_PYTHON_REFRESH": "quiet",

@@ -7,6 +7,10 @@
 #                      2013 flights, run `nightly`
 #                      for DATA_DATE (default 2013-06-30) and then `scoring` through the scheduler,
 #                      and leave everything running
+#   stack.sh replay [START END]
+#                      replay START..END (default all of 2013) day by day through Airflow's backfills
+#                      of nightly and drift, in a fresh home (.nightshift-replay) with its own Airflow
+#                      on port 8090, then write the chart and tables to docs/replay (REPLAY_OUT)
 #   stack.sh down      stop what `up` started
 #   stack.sh env       print the environment (eval "$(infra/local/stack.sh env)" to use the CLI by hand)
 set -euo pipefail
@@ -96,6 +100,8 @@ up() {
   nightshift trigger nightly "$DATA_DATE" --wait
   echo ">> scoring every flight with the champion (PySpark) into the prediction store"
   nightshift trigger scoring "$DATA_DATE" --wait
+  echo ">> checking $DATA_DATE for drift against the champion (Evidently report in MLflow)"
+  nightshift trigger drift "$DATA_DATE" --wait
   nightshift status
   nightshift snapshots
   # The endpoint started before the first champion existed: it picks the champion up on its next
@@ -146,6 +152,26 @@ Nightshift is up.
 MSG
 }
 
+replay() {
+  local first="${1:-2013-01-01}" last="${2:-2013-12-30}" out="${REPLAY_OUT:-$ROOT/docs/replay}"
+  install
+  HOME_DIR="${REPLAY_HOME:-$ROOT/.nightshift-replay}"
+  AIRFLOW_PORT="${REPLAY_AIRFLOW_PORT:-8090}"
+  [ -d "$HOME_DIR/run" ] && down
+  rm -rf "$HOME_DIR"  # a replay starts from nothing: no offline store, models, history or runs
+  eval "$(environment)"
+  airflow db migrate > "$HOME_DIR/logs/db-migrate.log" 2>&1
+  printf '{"nightshift": "%s"}\n' "$NIGHTSHIFT_AIRFLOW_PASSWORD" > "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+  trap down EXIT
+  echo ">> starting Airflow for the replay on port $AIRFLOW_PORT (home $HOME_DIR)"
+  start airflow-api-server airflow api-server --port "$AIRFLOW_PORT"
+  start airflow-scheduler airflow scheduler
+  start airflow-dag-processor airflow dag-processor
+  start airflow-triggerer airflow triggerer
+  echo ">> replaying $first..$last (the Airflow UI shows the runs as they go)"
+  nightshift replay "$first" "$last" --via airflow --out "$out"
+}
+
 down() {
   for pidfile in "$HOME_DIR"/run/*.pid; do
     [ -f "$pidfile" ] || continue
@@ -159,6 +185,7 @@ case "${1:-up}" in
   install) install ;;
   up) up ;;
   down) down ;;
+  replay) shift; replay "$@" ;;
   env) environment ;;
-  *) echo "usage: $0 {install|up|down|env}" >&2; exit 2 ;;
+  *) echo "usage: $0 {install|up|down|replay [START END]|env}" >&2; exit 2 ;;
 esac

@@ -41,3 +41,23 @@ def run_dag(airflow_home: Path, ns_home: Path, dag_id: str, day: str, conf: dict
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, log[-5000:]
     return {**json.loads(lines[-1][len("RESULT "):]), "log": log}
+
+
+LIST_RUNS = """
+import json
+from sqlalchemy import select
+from airflow.models.dagrun import DagRun
+from airflow.utils.session import create_session
+with create_session() as session:
+    runs = session.scalars(select(DagRun).where(DagRun.dag_id == "nightly")).all()
+    print("RUNS " + json.dumps([{"run_id": r.run_id, "conf": r.conf, "run_type": str(r.run_type)} for r in runs]))
+"""
+
+
+def nightly_runs(airflow_home: Path, ns_home: Path) -> list[dict]:  # type: ignore[type-arg]
+    """The runs of `nightly` in the metadata DB, with their conf."""
+    proc = subprocess.run([sys.executable, "-c", LIST_RUNS], env=airflow_env(airflow_home, **tiny_env(ns_home)),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RUNS ")][-1]
+    return json.loads(line[len("RUNS "):])  # type: ignore[no-any-return]

@@ -1,4 +1,4 @@
-"""The DAG folder parses cleanly, cheaply, and `nightly` and `scoring` have the shape the design promises."""
+"""The DAG folder parses cleanly, cheaply, and `nightly`, `scoring` and `drift` have the shape the design promises."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def parse(airflow_home):  # type: ignore[no-untyped-def]
 def test_dag_folder_parses_without_db_queries_lookups_or_heavy_imports(airflow_home):  # type: ignore[no-untyped-def]
     out = parse(airflow_home)
     assert out["import_errors"] == {}
-    assert out["dags"] == ["nightly", "scoring"]
+    assert out["dags"] == ["drift", "nightly", "scoring"]
     assert out["queries"] == []
     assert out["lookups"] == []
     assert out["heavy_imports"] == []
@@ -42,7 +42,7 @@ def test_nightly_structure(airflow_home, monkeypatch):  # type: ignore[no-untype
     assert all(t.retries == 1 for t in dag.tasks)  # validation failures skip retries (AirflowFailException)
     outlets = [o.uri for o in dag.get_task("promote").outlets]
     assert outlets == ["nightshift://registry/champion"]
-    assert set(dag.params.keys()) == {"data_date", "gate_mode", "override_reason", "reason"}
+    assert set(dag.params.keys()) == {"data_date", "gate_mode", "override_reason", "reason", "retrain_every_days"}
     assert dag.params.get_param("gate_mode").schema["enum"] == ["enforce", "dry_run", "override"]
 
 
@@ -60,3 +60,19 @@ def test_scoring_structure(airflow_home, monkeypatch):  # type: ignore[no-untype
     assert [a.uri for a in dag.timetable.asset_condition.objects] == ["nightshift://registry/champion"]
     assert dag.timetable.can_be_scheduled
     assert [o.uri for o in dag.get_task("publish").outlets] == ["nightshift://store/predictions"]
+
+
+def test_drift_structure(airflow_home, monkeypatch):  # type: ignore[no-untyped-def]
+    for key, value in airflow_env(airflow_home).items():
+        monkeypatch.setenv(key, value)
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(str(DAGS)).get_dag("drift")
+    assert dag.doc_md and "Evidently" in dag.doc_md
+    assert dag.max_active_runs == 1  # windows and cooldown read the days before
+    assert {(u, t.task_id) for t in dag.tasks for u in t.upstream_task_ids} == {
+        ("check", "retrain_needed"), ("retrain_needed", "trigger_nightly")}
+    trigger = dag.get_task("trigger_nightly")
+    assert trigger.trigger_dag_id == "nightly" and trigger.skip_when_already_exists
+    assert dag.render_template_as_native_obj  # the conf reaches nightly as a dict
+    assert set(dag.params.keys()) == {"data_date"}

@@ -1,6 +1,7 @@
 """`nightly` through a real Airflow: API server, scheduler and DAG processor, metadata DB on PostgreSQL.
 
-Triggers a run over the REST API, then backfills a range twice and checks the rerun adds nothing.
+Triggers a run over the REST API, then backfills a range twice and checks the rerun adds nothing;
+then a drifted day's `drift` run triggers `nightly`, which the scheduler runs with the reason.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def airflow(ingested: Settings, tmp_path: Path) -> Iterator[AirflowAPI]:
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "10",
+        "NIGHTSHIFT_DRIFT_MIN_WINDOWS": "1",  # the first drifted day fires: one drift run shows the trigger
     })
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
                    timeout=600)
@@ -129,3 +131,17 @@ def test_rest_trigger_and_idempotent_backfill(airflow: AirflowAPI, ingested: Set
         files = list(offline.partition_dir(ingested.offline_dir, "tiny", date.fromisoformat(day)).iterdir())
         assert [f.name for f in files] == ["part-0.parquet"]
     assert len(list((ingested.offline_dir / "tiny").iterdir())) == 90  # no stray partition folders
+
+    # Drift through the scheduler: March drifts by design, so the drift run triggers `nightly`.
+    airflow.wait_for_dag("drift", timeout=240)
+    airflow.unpause("drift")
+    drift_run = airflow.trigger("drift", date(2013, 3, 20))
+    assert airflow.wait("drift", drift_run, timeout=600, log=print) == "success"
+    assert airflow.task_states("drift", drift_run)["trigger_nightly"] == "success"
+    assert airflow.wait("nightly", "drift__2013-03-20", timeout=900, log=print) == "success"
+    triggered = airflow._call("GET", "/dags/nightly/dagRuns/drift__2013-03-20")
+    reason = triggered["conf"]["reason"]
+    assert reason.startswith("drift 2013-03-20 vs champion v") and "data drift" in reason
+    newest = max(client.search_model_versions("name = 'nightshift-tiny'"), key=lambda v: int(v.version))
+    assert int(newest.version) == 4 and newest.tags["trigger_reason"] == reason
+    assert newest.tags["data_date"] == "2013-03-20"

@@ -1,0 +1,279 @@
+"""Drift: the day's partition and scores against the champion's reference, and the served model's AUC.
+
+* data drift: each monitored feature of the day's rows against a sample of the champion's training
+  window (Evidently, validation/drift.py);
+* prediction drift: the champion's scores of the day against its scores of that sample;
+* performance drift: for the label day (data date - NIGHTSHIFT_LABEL_DELAY_DAYS), what was served for
+  that day's entities (the prediction log, else the newest kept snapshot scored by a model trained
+  before that day) joined with the labels: the served model's AUC against its holdout AUC at
+  promotion, a drop counting only beyond twice the AUC's standard error.
+
+Every run keeps the Evidently HTML report in MLflow and a row in the drift-history table; the
+decision (validation/drift_policy.py) says whether to retrain and why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nightshift import drifthistory, offline, predlog, predstore, store
+from nightshift.metrics import auc_and_log_loss
+from nightshift.runctx import drift_run_id
+from nightshift.settings import Settings, get_settings
+from nightshift.spec import DatasetSpec
+from registry import aliases
+from registry.tracking import configure
+from validation.drift import SCORE, DriftReport, check
+from validation.drift_policy import DriftDecision, DriftPolicy, Window, auc_standard_error, decide, performance_drifted
+
+from .train import windows_of
+
+
+def policy_of(settings: Settings) -> DriftPolicy:
+    """The retrain policy from settings."""
+    return DriftPolicy(feature_share=settings.drift_feature_share,
+                       prediction_threshold=settings.drift_prediction_threshold,
+                       auc_drop=settings.drift_auc_drop, severe_auc_drop=settings.drift_severe_auc_drop,
+                       window_days=settings.drift_window_days, min_windows=settings.drift_min_windows,
+                       cooldown_days=settings.drift_cooldown_days)
+
+
+def features_of(spec: DatasetSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """The monitored feature columns of raw rows (the derive hook adds derived ones)."""
+    hook = spec.derive_hook()
+    frame = hook(frame.copy()) if hook else frame
+    return frame[[f.name for f in spec.monitored]].reset_index(drop=True)
+
+
+def reference(client: Any, name: str, version: str, spec: DatasetSpec, settings: Settings,
+              model: Any) -> pd.DataFrame:
+    """A sample of the rows the version was trained on, with its scores; cached per version."""
+    mv = client.get_model_version(name, version)
+    params = client.get_run(mv.run_id).data.params
+    train_days, _ = windows_of(date.fromisoformat(mv.tags["data_date"]),
+                               int(params.get("train_days", settings.train_days)),
+                               int(params.get("holdout_days", settings.holdout_days)))
+    rows = settings.drift_reference_rows
+    fingerprint = mv.tags.get("data_fingerprint", "x")
+    cache = settings.home / "drift" / spec.name / f"reference-v{version}-{fingerprint}-{rows}.parquet"
+    if cache.exists():
+        return pd.read_parquet(cache)
+    frame, _ = offline.read_days(settings.offline_dir, spec.name, train_days)
+    if frame.empty:
+        raise ValueError(f"the training window of {name} v{version} ({train_days[0]}..{train_days[-1]}) is not in "
+                         "the offline store any more: ingest it again to judge drift against this champion")
+    frame = frame.sample(n=min(rows, len(frame)), random_state=settings.seed).reset_index(drop=True)
+    out = features_of(spec, frame)
+    out[SCORE] = np.asarray(model.predict(frame[spec.raw_inputs]), dtype=float)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{uuid.uuid4().hex}.tmp")
+    out.to_parquet(tmp, index=False)
+    os.replace(tmp, cache)
+    return out
+
+
+def served_scores(spec: DatasetSpec, settings: Settings, client: Any, name: str, day: date,
+                  keys: list[str]) -> tuple[dict[str, float], str | None, str]:
+    """(key -> served score, the serving model version, where they came from) for one day's entities.
+
+    The prediction log (what the real-time endpoint answered) first; else the newest kept snapshot
+    whose model was trained for a data date before `day`, so its scores of that day were made before
+    the day's labels could be known (later snapshots rescore the day with models that saw them).
+    """
+    engine = store.get_engine(settings.store_uri)
+    logged = predlog.served_for(engine, dataset=spec.name, keys=keys)
+    if logged:
+        versions = pd.Series([r["model_version"] for r in logged.values()]).mode()
+        return ({k: float(r["score"]) for k, r in logged.items() if r["score"] is not None},
+                str(versions.iloc[0]) if len(versions) else None, "prediction log")
+    trained_for: dict[str, str] = {}
+    for snap in predstore.list_snapshots(engine, dataset=spec.name):  # newest first
+        if snap["status"] != predstore.COMPLETE or not (snap["data_start"] <= day <= snap["data_end"]):
+            continue
+        version = str(snap["model_version"])
+        if version not in trained_for:
+            trained_for[version] = client.get_model_version(name, version).tags.get("data_date", "9999-12-31")
+        if trained_for[version] < day.isoformat():
+            rows = predstore.snapshot_rows(engine, snap["id"], keys)
+            return {k: float(r["score"]) for k, r in rows.items()}, version, f"prediction store snapshot {snap['id']}"
+    return {}, None, "no kept snapshot scored it with a model trained before that day"
+
+
+def performance(spec: DatasetSpec, settings: Settings, client: Any, name: str, data_date: date,
+                policy: DriftPolicy, champion: str) -> dict[str, Any]:
+    """The served model's AUC on the label day against its holdout AUC; `note` says why when not judged.
+
+    Judged only when the champion served that day: a drop of a model replaced since is no reason to
+    retrain the one that replaced it.
+    """
+    day = data_date - timedelta(days=settings.label_delay_days)
+    out: dict[str, Any] = {"label_date": day, "served_model_version": None, "served_rows": None,
+                           "served_auc": None, "auc_se": None, "holdout_auc": None, "auc_drop": None,
+                           "performance_drift": None, "severe": False}
+    try:
+        frame = offline.read_partition(settings.offline_dir, spec.name, day)
+    except FileNotFoundError:
+        return {**out, "note": f"no partition for label day {day} yet"}
+    y = offline.labels(spec, frame)
+    labelled = ~np.isnan(y)
+    if not labelled.any():
+        return {**out, "note": f"no labels for {day} yet"}
+    keys = frame.loc[labelled, spec.entity_key].astype(str).tolist()
+    scores, version, source = served_scores(spec, settings, client, name, day, keys)
+    have = [k in scores for k in keys]
+    y_served = y[labelled][have]
+    p_served = np.array([scores[k] for k in keys if k in scores])
+    out.update(served_model_version=version, served_rows=int(len(p_served)))
+    if version is not None and version != champion:
+        return {**out, "note": f"{day} was served by v{version}, replaced since by champion v{champion}"}
+    if len(p_served) < settings.drift_min_rows:
+        return {**out, "note": f"{len(p_served)} of {day}'s {len(keys)} labelled rows were served ({source}); "
+                               f"needs {settings.drift_min_rows}"}
+    if y_served.min() == y_served.max():
+        return {**out, "note": f"{day}'s served rows have one class only"}
+    auc = auc_and_log_loss(y_served, p_served)[0]
+    positives = int(y_served.sum())
+    se = auc_standard_error(auc, positives, len(y_served) - positives)
+    out.update(served_auc=auc, auc_se=se)
+    holdout = client.get_model_version(name, version).tags.get("holdout_auc") if version else None
+    if holdout is None:
+        return {**out, "note": f"v{version} has no holdout AUC recorded"}
+    out["holdout_auc"] = float(holdout)
+    out["auc_drop"] = float(holdout) - auc
+    out["performance_drift"], out["severe"] = performance_drifted(out["auc_drop"], se, policy)
+    return {**out, "note": f"served AUC of v{version} on {day} ({source}, {len(p_served)} rows): {auc:.3f} "
+                           f"± {se:.3f} vs holdout {float(holdout):.3f}"}
+
+
+def check_drift(data_date: date, *, run_id: str = "cli", settings: Settings | None = None,
+                log: Any = print) -> dict[str, Any]:
+    """Judge the day's drift against the champion, record it, and decide; returns a small summary.
+
+    The summary's `retrain` says whether `nightly` should run, with `conf` (data date and reason).
+    """
+    import mlflow
+
+    t0 = time.perf_counter()
+    settings = settings or get_settings()
+    spec = settings.spec()
+    client = configure(settings, spec.name)
+    name = settings.model_name(spec.name)
+    policy = policy_of(settings)
+    champion = aliases.alias_version(client, name, aliases.CHAMPION)
+    if champion is None:
+        log(f"no champion of {name} yet: nothing to compare {data_date} with; skipped")
+        return {"data_date": data_date.isoformat(), "retrain": False, "skipped": "no champion yet",
+                "seconds": time.perf_counter() - t0}
+    try:
+        raw = offline.read_partition(settings.offline_dir, spec.name, data_date)
+    except FileNotFoundError as exc:
+        raise ValueError(f"{exc}: ingest {data_date} before checking its drift") from exc
+
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{champion}")
+    ref = reference(client, name, champion, spec, settings, model)
+    current = features_of(spec, raw)
+    current[SCORE] = np.asarray(model.predict(raw[spec.raw_inputs]), dtype=float)
+    numeric = [f.name for f in spec.monitored if f.kind == "numeric"]
+    categorical = [f.name for f in spec.monitored if f.kind == "categorical"]
+    with tempfile.TemporaryDirectory() as tmp:
+        html = Path(tmp) / "drift_report.html"
+        found = check(ref, current, numeric=numeric, categorical=categorical,
+                      feature_share=policy.feature_share, num_threshold=settings.drift_num_threshold,
+                      cat_threshold=settings.drift_cat_threshold, prediction_threshold=policy.prediction_threshold,
+                      min_rows=settings.drift_min_rows, html=html)
+        perf = performance(spec, settings, client, name, data_date, policy, champion)
+        engine = store.get_engine(settings.store_uri)
+        past = drifthistory.recent(engine, dataset=spec.name, model_version=champion, before=data_date,
+                                   days=policy.window_days)
+        today = Window(data_date, found.data_drift, found.prediction_drift, perf["performance_drift"])
+        last, last_was_override = drifthistory.last_retrain(engine, dataset=spec.name, before=data_date)
+        decision = decide(data_date, [*(_window(r) for r in past), today], figures=_figures(found, perf),
+                          severe=perf["severe"], last_retrain=last, last_was_override=last_was_override,
+                          policy=policy)
+        with mlflow.start_run(run_name=f"drift {data_date}") as run:
+            mlflow.set_tags({"kind": "drift", "dataset": spec.name, "data_date": data_date.isoformat(),
+                             "champion_version": champion, "airflow_run_id": run_id,
+                             "retrain": str(decision.retrain).lower()})
+            mlflow.log_metrics({k: v for k, v in {
+                "rows": found.rows, "drift_share": found.share, "drifted_features": len(found.drifted),
+                "prediction_drift_score": found.prediction.score if found.prediction else None,
+                "served_auc": perf["served_auc"], "auc_drop": perf["auc_drop"]}.items() if v is not None})
+            mlflow.log_artifact(str(html))
+            report_uri = f"{run.info.artifact_uri}/drift_report.html"
+            summary = _summary(data_date, champion, found, perf, decision, report_uri)
+            mlflow.log_dict(summary, "drift_summary.json")
+
+    reason = _reason(data_date, champion, found, perf, decision, report_uri)
+    triggered = drift_run_id(data_date) if decision.retrain else None
+    drifthistory.record(engine, {
+        "dataset": spec.name, "data_date": data_date, "run_id": run_id, "model_name": name,
+        "model_version": champion, "rows": found.rows, "reference_rows": found.reference_rows,
+        "features": len(found.columns),
+        "drifted_features": len(found.drifted) if found.data_drift is not None else None,
+        "drift_share": found.share, "drifted_names": ", ".join(c.column for c in found.drifted),
+        "data_drift": found.data_drift,
+        "prediction_drift_score": found.prediction.score if found.prediction else None,
+        "prediction_drift": found.prediction_drift,
+        **{k: perf[k] for k in ("label_date", "served_model_version", "served_rows", "served_auc", "auc_se",
+                                "holdout_auc", "auc_drop", "performance_drift")},
+        "retrain": decision.retrain, "cooldown": decision.cooldown_until is not None,
+        "override": decision.override,
+        "reason": reason, "report_uri": report_uri, "triggered_run_id": triggered})
+    log(f"drift of {spec.name} {data_date} against champion v{champion}: {found.rows} rows vs "
+        f"{found.reference_rows} reference rows")
+    for line in [*decision.reasons, perf["note"]]:
+        log(f"  {line}")
+    log(f"report: {report_uri}")
+    log(("RETRAIN: " if decision.retrain else "no retrain: ") + reason)
+    return {"data_date": data_date.isoformat(), "model_version": champion, "retrain": decision.retrain,
+            "fired": decision.fired, "report_uri": report_uri, "triggered_run_id": triggered,
+            "conf": {"data_date": data_date.isoformat(), "reason": reason},
+            "seconds": time.perf_counter() - t0}
+
+
+def _window(row: dict[str, Any]) -> Window:
+    return Window(row["data_date"], row["data_drift"], row["prediction_drift"], row["performance_drift"])
+
+
+def _figures(found: DriftReport, perf: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    if found.data_drift is not None:
+        top = ", ".join(c.describe() for c in found.drifted[:4]) or "none"
+        out["data"] = f"{len(found.drifted)}/{len(found.columns)} features drifted ({top})"
+    if found.prediction is not None and found.prediction_drift is not None:
+        out["prediction"] = f"score distance {found.prediction.score:.3f} (threshold {found.prediction.threshold:g})"
+    if perf["auc_drop"] is not None:
+        out["performance"] = (f"served AUC {perf['served_auc']:.3f} on {perf['label_date']} vs holdout "
+                              f"{perf['holdout_auc']:.3f} (drop {perf['auc_drop']:.3f})")
+    return out
+
+
+def _reason(day: date, champion: str, found: DriftReport, perf: dict[str, Any], decision: DriftDecision,
+            report_uri: str) -> str:
+    figures = _figures(found, perf)
+    fired = "; ".join(f"{c} drift ({figures.get(c, 'held in earlier windows')})" for c in decision.fired)
+    head = f"drift {day} vs champion v{champion}: " + (fired or "no check held")
+    if decision.cooldown_until:
+        head += f"; cooldown until {decision.cooldown_until}"
+    return f"{head}; report {report_uri}"
+
+
+def _summary(day: date, champion: str, found: DriftReport, perf: dict[str, Any], decision: DriftDecision,
+             report_uri: str) -> dict[str, Any]:
+    return json.loads(json.dumps({
+        "data_date": day, "champion_version": champion, "rows": found.rows, "reference_rows": found.reference_rows,
+        "data_drift": found.data_drift, "drift_share": found.share,
+        "columns": {c: vars(d) for c, d in found.columns.items()},
+        "prediction": vars(found.prediction) if found.prediction else None,
+        "prediction_drift": found.prediction_drift, "performance": perf, "decision": decision.to_dict(),
+        "report_uri": report_uri}, default=str))
