@@ -36,18 +36,31 @@ class Runner(Protocol):
         """Let what drift triggered (a `nightly` run, then `scoring` on a promotion) finish."""
 
 
+def current_champion(settings: Settings) -> str | None:
+    """The champion version now (a change means a promotion, which starts `scoring`)."""
+    from registry import aliases
+    from registry.tracking import configure
+
+    client = configure(settings, settings.dataset)
+    return aliases.alias_version(client, settings.model_name(settings.dataset), aliases.CHAMPION)
+
+
 @dataclass
 class AirflowRunner:
     """A running Airflow: backfills through the REST API, its scheduler runs everything."""
 
     api: Any  # nightshift.airflow_api.AirflowAPI
+    settings: Settings
     timeout: float = 3600.0
+    poll: float = 0.5
 
     def prepare(self) -> None:
         self.api.wait_until_up()
         for dag_id in ("nightly", "scoring", "drift"):
             self.api.wait_for_dag(dag_id)
             self.api.unpause(dag_id)
+        self._champion = current_champion(self.settings)
+        self._scorings = self._scoring_runs()
 
     def run(self, dag_id: str, day: date, conf: dict[str, Any] | None = None) -> str:
         first = f"{day.isoformat()}T00:00:00Z"
@@ -58,33 +71,59 @@ class AirflowRunner:
                     "dag_id": dag_id, "from_date": first, "to_date": first, "reprocess_behavior": "completed",
                     "max_active_runs": 1, "dag_run_conf": conf or {}})
                 break
-            except RuntimeError as exc:  # the scheduler marks the day before's backfill complete lazily
+            except RuntimeError as exc:  # a backfill closed by the scheduler's sweep, not by us
                 if "already a running backfill" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(1)
         while True:
-            # The run's own state: the scheduler marks the backfill complete up to half a minute later.
             runs = self.api._call("GET", f"/dags/{dag_id}/dagRuns",
                                   params={"logical_date_gte": first, "logical_date_lte": first})["dag_runs"]
             mine = [r for r in runs if r.get("queued_at") and _at(r["queued_at"]) >= _at(backfill["created_at"])]
             if mine and mine[0]["state"] in ("success", "failed"):
-                return str(mine[0]["state"])
+                state = str(mine[0]["state"])
+                break
             if self.api._call("GET", f"/backfills/{backfill['id']}").get("completed_at"):
-                return str(runs[0]["state"]) if runs else "missing"
+                state = str(runs[0]["state"]) if runs else "missing"
+                break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{dag_id} backfill for {day} not done after {self.timeout:.0f}s")
-            time.sleep(1)
+            time.sleep(self.poll)
+        self._close(backfill["id"])
+        if dag_id == "nightly":
+            self._scoring_if_promoted(day)
+        return state
+
+    def _close(self, backfill_id: int) -> None:
+        """Mark a backfill whose one run finished complete now: the scheduler's sweep does it only every
+        30 s, and a DAG's next backfill is refused until then (that alone made a day take 30 s)."""
+        try:
+            self.api._call("PUT", f"/backfills/{backfill_id}/cancel")
+        except RuntimeError as exc:
+            if "already completed" not in str(exc):
+                raise
 
     def after_drift(self, day: date, triggered: dict[str, Any] | None) -> None:
         if triggered:
             self.api.wait("nightly", drift_run_id(day), timeout=self.timeout, log=lambda *_: None)
+            self._scoring_if_promoted(day)
+
+    def _scoring_runs(self) -> int:
+        return int(self.api._call("GET", "/dags/scoring/dagRuns", params={"limit": 1})["total_entries"])
+
+    def _scoring_if_promoted(self, day: date) -> None:
+        """After a promotion, wait for the `scoring` run its champion asset event starts to finish."""
+        champion = current_champion(self.settings)
+        if champion == self._champion:
+            return
+        self._champion = champion
         deadline = time.monotonic() + self.timeout
-        time.sleep(2)  # a promotion's asset event starts `scoring` within a scheduler loop
-        while self.api._call("GET", "/dags/scoring/dagRuns",
-                             params={"state": ["queued", "running"]})["total_entries"]:
+        while self._scoring_runs() <= self._scorings or self.api._call(
+                "GET", "/dags/scoring/dagRuns", params={"state": ["queued", "running"]})["total_entries"]:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"scoring after {day} not done after {self.timeout:.0f}s")
-            time.sleep(2)
+                raise TimeoutError(f"scoring after the promotion of v{champion} ({day}) not done "
+                                   f"after {self.timeout:.0f}s")
+            time.sleep(self.poll)
+        self._scorings = self._scoring_runs()
 
 
 def _at(stamp: str) -> datetime:
@@ -99,14 +138,7 @@ class DagTestRunner:
     settings: Settings
 
     def __post_init__(self) -> None:
-        self._champion = self._current_champion()
-
-    def _current_champion(self) -> str | None:
-        from registry import aliases
-        from registry.tracking import configure
-
-        client = configure(self.settings, self.settings.dataset)
-        return aliases.alias_version(client, self.settings.model_name(self.settings.dataset), aliases.CHAMPION)
+        self._champion = current_champion(self.settings)
 
     def run(self, dag_id: str, day: date, conf: dict[str, Any] | None = None) -> str:
         from datetime import UTC
@@ -126,7 +158,7 @@ class DagTestRunner:
             self.run("nightly", day, {"data_date": day.isoformat(), "reason": triggered["reason"]})
 
     def _score_if_promoted(self, day: date) -> None:
-        champion = self._current_champion()
+        champion = current_champion(self.settings)
         if champion != self._champion:  # the champion asset would start `scoring`
             self._champion = champion
             self.run("scoring", day)

@@ -212,7 +212,7 @@ def replay(start: Annotated[str, typer.Argument(help="First data date")] = "2013
 
         if not s.airflow_password:
             _fail(RuntimeError("set NIGHTSHIFT_AIRFLOW_PASSWORD (infra/local/stack.sh env prints it)"))
-        runner: Any = rp.AirflowRunner(AirflowAPI(s.airflow_url, s.airflow_user, s.airflow_password))
+        runner: Any = rp.AirflowRunner(AirflowAPI(s.airflow_url, s.airflow_user, s.airflow_password), s)
         runner.prepare()
     elif via == "dag-test":
         runner = rp.DagTestRunner(Path(__file__).resolve().parents[1] / "dags", s)

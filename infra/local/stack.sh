@@ -85,7 +85,7 @@ up() {
   printf '{"nightshift": "%s"}\n' "$NIGHTSHIFT_AIRFLOW_PASSWORD" > "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
   echo ">> starting services"
   start airflow-api-server airflow api-server --port "$AIRFLOW_PORT"
-  start airflow-scheduler airflow scheduler
+  start airflow-scheduler env PYTHONPATH="$ROOT/infra/local/preload${PYTHONPATH:+:$PYTHONPATH}" airflow scheduler
   start airflow-dag-processor airflow dag-processor
   start airflow-triggerer airflow triggerer
   start mlflow-ui mlflow server --backend-store-uri "sqlite:///$HOME_DIR/mlflow.db" \
@@ -165,7 +165,7 @@ replay() {
   trap down EXIT
   echo ">> starting Airflow for the replay on port $AIRFLOW_PORT (home $HOME_DIR)"
   start airflow-api-server airflow api-server --port "$AIRFLOW_PORT"
-  start airflow-scheduler airflow scheduler
+  start airflow-scheduler env PYTHONPATH="$ROOT/infra/local/preload${PYTHONPATH:+:$PYTHONPATH}" airflow scheduler
   start airflow-dag-processor airflow dag-processor
   start airflow-triggerer airflow triggerer
   echo ">> replaying $first..$last (the Airflow UI shows the runs as they go)"
