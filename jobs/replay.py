@@ -67,7 +67,7 @@ class AirflowRunner:
         deadline = time.monotonic() + self.timeout
         while True:
             try:
-                backfill = self.api._call("POST", "/backfills", json={
+                backfill = self._call("POST", "/backfills", json={
                     "dag_id": dag_id, "from_date": first, "to_date": first, "reprocess_behavior": "completed",
                     "max_active_runs": 1, "dag_run_conf": conf or {}})
                 break
@@ -76,13 +76,13 @@ class AirflowRunner:
                     raise
                 time.sleep(1)
         while True:
-            runs = self.api._call("GET", f"/dags/{dag_id}/dagRuns",
+            runs = self._call("GET", f"/dags/{dag_id}/dagRuns",
                                   params={"logical_date_gte": first, "logical_date_lte": first})["dag_runs"]
             mine = [r for r in runs if r.get("queued_at") and _at(r["queued_at"]) >= _at(backfill["created_at"])]
             if mine and mine[0]["state"] in ("success", "failed"):
                 state = str(mine[0]["state"])
                 break
-            if self.api._call("GET", f"/backfills/{backfill['id']}").get("completed_at"):
+            if self._call("GET", f"/backfills/{backfill['id']}").get("completed_at"):
                 state = str(runs[0]["state"]) if runs else "missing"
                 break
             if time.monotonic() > deadline:
@@ -93,22 +93,36 @@ class AirflowRunner:
             self._scoring_if_promoted(day)
         return state
 
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A REST call, retried while Airflow's SQLite metadata DB is locked by the scheduler (503)."""
+        for attempt in range(30):
+            try:
+                return self.api._call(method, path, **kwargs)
+            except RuntimeError as exc:
+                if "Database is locked" not in str(exc) or attempt == 29:
+                    raise
+                time.sleep(1)
+
     def _close(self, backfill_id: int) -> None:
         """Mark a backfill whose one run finished complete now: the scheduler's sweep does it only every
         30 s, and a DAG's next backfill is refused until then (that alone made a day take 30 s)."""
         try:
-            self.api._call("PUT", f"/backfills/{backfill_id}/cancel")
+            self._call("PUT", f"/backfills/{backfill_id}/cancel")
         except RuntimeError as exc:
             if "already completed" not in str(exc):
                 raise
 
     def after_drift(self, day: date, triggered: dict[str, Any] | None) -> None:
         if triggered:
-            self.api.wait("nightly", drift_run_id(day), timeout=self.timeout, log=lambda *_: None)
+            deadline = time.monotonic() + self.timeout
+            while self._call("GET", f"/dags/nightly/dagRuns/{drift_run_id(day)}")["state"] not in ("success", "failed"):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"nightly {drift_run_id(day)} not done after {self.timeout:.0f}s")
+                time.sleep(self.poll)
             self._scoring_if_promoted(day)
 
     def _scoring_runs(self) -> int:
-        return int(self.api._call("GET", "/dags/scoring/dagRuns", params={"limit": 1})["total_entries"])
+        return int(self._call("GET", "/dags/scoring/dagRuns", params={"limit": 1})["total_entries"])
 
     def _scoring_if_promoted(self, day: date) -> None:
         """After a promotion, wait for the `scoring` run its champion asset event starts to finish."""
@@ -117,7 +131,7 @@ class AirflowRunner:
             return
         self._champion = champion
         deadline = time.monotonic() + self.timeout
-        while self._scoring_runs() <= self._scorings or self.api._call(
+        while self._scoring_runs() <= self._scorings or self._call(
                 "GET", "/dags/scoring/dagRuns", params={"state": ["queued", "running"]})["total_entries"]:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"scoring after the promotion of v{champion} ({day}) not done "
