@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/realtime_bench.py --home /work/rthome --duration 15
 
+Also measured: the same constant from a plain Starlette route (bench/bare_app.py), the floor under
+/v1/predict, which the endpoint serves as a Starlette route (serving/routes.py).
+
 Needs a Nightshift home whose flights model has a champion (`nightshift ingest 2013-01-01 --end
 2013-12-30 && nightshift run 2013-06-30` with NIGHTSHIFT_HOME set) and `wrk`. Every server runs
 under uvicorn with the same settings (1 worker, uvloop, httptools, no access log) on loopback;
@@ -129,15 +132,17 @@ def main() -> None:
         base_env = {**os.environ, "NIGHTSHIFT_HOME": str(home), "NIGHTSHIFT_DATASET": "flights",
                     "NIGHTSHIFT_REALTIME_DEVICE": "cpu", "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"}
 
-        def realtime(max_batch: int, delay_ms: float, port: int = 8801) -> Server:
+        def realtime(max_batch: int, delay_ms: float, port: int = 8801, inference: str = "process") -> Server:
             env = {**base_env, "NIGHTSHIFT_REALTIME_MAX_BATCH": str(max_batch),
-                   "NIGHTSHIFT_REALTIME_MAX_DELAY_MS": str(delay_ms)}
-            return Server(f"realtime(batch={max_batch},delay={delay_ms}ms)",
+                   "NIGHTSHIFT_REALTIME_MAX_DELAY_MS": str(delay_ms), "NIGHTSHIFT_REALTIME_INFERENCE": inference}
+            return Server(f"realtime(batch={max_batch},delay={delay_ms}ms,{inference})",
                           [py, "-m", "uvicorn", "serving.realtime:app", "--port", str(port), *UVICORN], env, port,
                           "/v1/predict", one)
 
         bare = Server("bare", [py, "-m", "uvicorn", "bench.bare_app:app", "--port", "8800", *UVICORN], base_env, 8800,
                       "/v1/predict", one)
+        bare_starlette = Server("bare Starlette", [py, "-m", "uvicorn", "bench.bare_app:starlette_app",
+                                                   "--port", "8803", *UVICORN], base_env, 8803, "/v1/predict", one)
         mlflow_body = files["mlflow"].read_text().split("\n", 1)[0].encode()
         # mlflow starts uvicorn itself; uvicorn reads its other options from UVICORN_* variables.
         same_settings = {"UVICORN_LOOP": "uvloop", "UVICORN_HTTP": "httptools", "UVICORN_ACCESS_LOG": "false",
@@ -161,11 +166,14 @@ def main() -> None:
             their_score = theirs.post(mlflow_body)["predictions"][0]
         assert abs(our_score - their_score) < 1e-5, (our_score, their_score)
         log(f"same row, same score: endpoint {our_score}, mlflow models serve {their_score}")
-        runs: dict[str, list[dict[str, Any]]] = {"bare": [], "realtime": [], "batch1": [], "mlflow_serve": []}
+        runs: dict[str, list[dict[str, Any]]] = {"bare": [], "realtime": [], "batch1": [], "mlflow_serve": [],
+                                                 "bare_starlette": [], "realtime_loop": []}
         for r in range(args.rounds):
             log(f"round {r + 1}/{args.rounds}")
             runs["bare"].append(measure(bare))
+            runs["bare_starlette"].append(measure(bare_starlette))
             runs["realtime"].append(measure(realtime(args.max_batch, args.delay)))
+            runs["realtime_loop"].append(measure(realtime(args.max_batch, args.delay, inference="loop")))
             runs["batch1"].append(measure(realtime(1, 0)))
             runs["mlflow_serve"].append(measure(mlflow_serve, "mlflow"))
         # Each delay is run right after a delay-0 run, and reported relative to it (the VM drifts).
@@ -196,15 +204,20 @@ def main() -> None:
         "model": "nightshift-flights@champion",
         "defaults": {"max_batch": args.max_batch, "max_delay_ms": args.delay},
         "ratio_vs_bare": ratio("realtime", "bare"),
+        # /v1/predict is a plain Starlette route (serving/routes.py): how close it comes to that floor.
+        "ratio_vs_bare_starlette": ratio("realtime", "bare_starlette"),
         "speedup_vs_mlflow_serve": ratio("realtime", "mlflow_serve", "rows_per_s", "rows_per_s"),
         "batching_speedup": ratio("realtime", "batch1", "rows_per_s", "rows_per_s"),
+        # The model in its own process (the default) vs batches on the event loop.
+        "process_vs_loop": ratio("realtime", "realtime_loop", "rows_per_s", "rows_per_s"),
         "median": {name: med(name) for name in runs},
         "delay_curve": curve,
         "rows32_per_request": multi,
         "runs": runs,
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    log(f"ratio_vs_bare {result['ratio_vs_bare']}, speedup_vs_mlflow_serve {result['speedup_vs_mlflow_serve']}, "
+    log(f"ratio_vs_bare {result['ratio_vs_bare']} (vs bare Starlette {result['ratio_vs_bare_starlette']}), "
+        f"speedup_vs_mlflow_serve {result['speedup_vs_mlflow_serve']}, "
         f"batching_speedup {result['batching_speedup']} -> {args.out}")
 
 

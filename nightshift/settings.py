@@ -98,10 +98,15 @@ class Settings(BaseSettings):
     # Longest a row waits for others to fill a batch: 2 ms gave 1.48x the rows/s of 0 with lower
     # p50 and p99 on 2 cores at 64 clients (BENCHMARKS.md, delay curve).
     realtime_max_delay_ms: float = Field(2.0, ge=0, le=1000)
-    # Run batches in a worker thread (the loop keeps reading meanwhile) instead of on the event loop:
-    # 14% fewer requests/s at saturation on 2 cores, but a 3x lower p99 there (serving/batcher.py).
-    realtime_inference_thread: bool = False
+    # Where batches run: "process": each model in its own child process, handed batches by a worker
+    # thread (the event loop keeps only the HTTP work); "loop": on the event loop; "thread": in a
+    # worker thread of the server (GIL hand-offs: 14% fewer rows/s than "loop"). BENCHMARKS.md.
+    realtime_inference: Literal["process", "loop", "thread"] = "process"
     realtime_max_rows: int = Field(1000, ge=1)  # most rows one request may send
+    # PyTorch threads for CPU inference. Batches of a few dozen rows gain nothing from more: the
+    # extra threads spin on the cores the event loop and the clients need (1 thread: 10-35% more
+    # rows/s than PyTorch's default of one per core, 2 cores, BENCHMARKS.md).
+    realtime_cpu_threads: int = Field(1, ge=1)
     realtime_poll_seconds: float = Field(10.0, gt=0)  # how often the endpoint looks for a new champion
     realtime_shadow: bool = False  # score a copy of the traffic with the challenger, off the request path
     realtime_canary_percent: float = Field(0.0, ge=0, le=100)  # share of entity keys the challenger answers

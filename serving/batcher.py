@@ -4,12 +4,13 @@ A batch closes when it holds `max_batch` rows or its first request has waited `m
 that arrived while the model was busy go as soon as it is free (they waited for it already). A
 request's rows are never split, and each caller gets back exactly the outcome of its own rows.
 
-Where batches run: with no executor (the default), on the event loop itself, one loop turn after
-the first waiting request (or `max_delay` later), so that every request the loop read in the
-meantime joins the batch. With an executor, one batch runs at a time in it and the loop keeps
-reading requests. Measured on 2 cores at 64 clients (3 alternating runs each): on the loop 14%
-more requests/s, in a thread a p99 of 65-90 ms instead of 200-345 ms at saturation (a batch on
-the loop holds every other request for its 2-4 ms; a thread makes the loop wait for the GIL).
+Where batches run: with no executor, on the event loop itself, one loop turn after the first
+waiting request (or `max_delay` later), so that every request the loop read in the meantime joins
+the batch. With an executor, one batch runs at a time in it and the loop keeps reading requests.
+The real-time endpoint's default is an executor thread that only hands each batch to the model's
+own process (serving/model_process.py). With the model in the server's process, running batches
+on the loop gave 14% more requests/s on 2 cores than in a thread (a thread makes the loop wait for
+the GIL); BENCHMARKS.md compares the modes.
 """
 
 from __future__ import annotations

@@ -18,13 +18,15 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, ValidationError
 
 from nightshift.settings import Settings, get_settings
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.reader import StoreReader, StoreUnavailable
+from serving.routes import serve_ahead
 
 KEY_MAX = 200
 log = logging.getLogger(__name__)
@@ -160,15 +162,24 @@ Reader = Annotated[StoreReader, Depends(get_reader)]
 EntityKey = Annotated[str, Path(min_length=1, max_length=KEY_MAX, description="The entity key, e.g. a flight id")]
 
 
+KEY_ADAPTER = TypeAdapter(Annotated[str, StringConstraints(min_length=1, max_length=KEY_MAX)])
+
+
+def check_api_key(settings: Settings, given: str | None) -> None:
+    """401 unless settings set no key or `given` is it."""
+    expected = settings.lookup_api_key
+    if expected is not None and not (given and hmac.compare_digest(given.encode(),
+                                                                   expected.get_secret_value().encode())):
+        raise HTTPException(401, {"error": "unauthorized", "message": "missing or wrong X-API-Key header"},
+                            headers={"WWW-Authenticate": "APIKey"})
+
+
 def require_api_key(settings: Settings) -> Any:
-    """A dependency that checks X-API-Key when settings set a key; a no-op otherwise."""
+    """A dependency that checks X-API-Key (the documented routes; see `check_api_key`)."""
     header = APIKeyHeader(name="X-API-Key", auto_error=False)
-    expected = settings.lookup_api_key.get_secret_value().encode() if settings.lookup_api_key else None
 
     async def check(given: str | None = Security(header)) -> None:  # a default: `header` is local
-        if expected is not None and not (given and hmac.compare_digest(given.encode(), expected)):
-            raise HTTPException(401, {"error": "unauthorized", "message": "missing or wrong X-API-Key header"},
-                                headers={"WWW-Authenticate": "APIKey"})
+        check_api_key(settings, given)
 
     return check
 
@@ -207,6 +218,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             responses={404: {"description": "Unknown entity key"}, 503: {"description": "No snapshot yet"}})
     async def get_prediction(entity_key: EntityKey, request: Request) -> Response:
         """The served prediction of one entity."""
+        return await prediction(request, entity_key)  # documents the route; `serve_prediction` answers it
+
+    async def serve_prediction(request: Request) -> Response:
+        """GET /v1/predictions/{entity_key} as a plain Starlette route (serving/routes.py)."""
+        if settings.lookup_api_key is not None:
+            check_api_key(settings, request.headers.get("x-api-key"))
+        entity_key = request.path_params["entity_key"]
+        try:
+            KEY_ADAPTER.validate_python(entity_key)
+        except ValidationError as exc:
+            raise RequestValidationError([{**e, "loc": ("path", "entity_key")}
+                                          for e in exc.errors(include_url=False)]) from exc
+        return await prediction(request, entity_key)
+
+    async def prediction(request: Request, entity_key: str) -> Response:
         reader: StoreReader = request.app.state.reader
         row = await reader.lookup_one(entity_key)
         if row is not None:
@@ -243,6 +269,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Snapshot(**{**snap, "scored_at": _utc(snap["scored_at"]), "published_at": _utc(snap["published_at"])})
 
     app.include_router(v1)
+    serve_ahead(app, "/v1/predictions/{entity_key}", serve_prediction, ["GET"])
 
     @app.exception_handler(StoreUnavailable)
     async def store_unavailable(_request: Request, exc: Exception) -> JSONResponse:

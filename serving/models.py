@@ -3,7 +3,10 @@
 `ModelManager` holds the champion (and, for shadow or canary, the challenger) as `LoadedModel`s.
 It polls the registry's aliases; a new version is downloaded, loaded and warmed in a background
 thread while the old one keeps serving, then swapped in by one assignment. A version that fails to
-load or to warm up is refused and the old one keeps serving.
+load or to warm up is refused and the old one keeps serving. With `realtime_inference=process`
+(the default) each model runs in its own child process (serving/model_process.py); a replaced
+model's process ends a grace period after the swap, and one that died is started again at the
+next poll.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from nightshift.spec import DatasetSpec
 log = logging.getLogger("nightshift.realtime")
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+RETIRE_SECONDS = 30.0  # a replaced model's process outlives the swap this long (batches that started on it finish)
 
 
 def _precision(wanted: str, device: str) -> str:
@@ -47,6 +51,20 @@ class LoadedModel:
     precision: str = "fp32"
     loaded_at: float = field(default_factory=time.time)
     _net: Any = None
+    _process: Any = None  # a ModelProcess when the model runs in its own process
+
+    @classmethod
+    def start(cls, bundle: Path, *, name: str, version: str, alias: str, spec: DatasetSpec, device: str = "auto",
+              precision: str = "auto", own_process: bool = False, threads: int = 1) -> LoadedModel:
+        """`load` in this process, or in a child process of its own (`own_process`); raises when it cannot serve."""
+        if not own_process:
+            return cls.load(bundle, name=name, version=version, alias=alias, spec=spec, device=device,
+                            precision=precision)
+        from serving.model_process import ModelProcess
+
+        process = ModelProcess(bundle, spec=spec, device=device, precision=precision, threads=threads)
+        return cls(name, version, alias, None, list(spec.raw_inputs), process.device, process.precision,
+                   _process=process)
 
     @classmethod
     def load(cls, bundle: Path, *, name: str, version: str, alias: str, spec: DatasetSpec,
@@ -81,8 +99,20 @@ class LoadedModel:
 
         return json.dumps(self.ref, separators=(",", ":"))
 
+    @property
+    def alive(self) -> bool:
+        """False when the model's own process has died (the manager then starts it again)."""
+        return self._process is None or self._process.alive
+
+    def close(self) -> None:
+        """End the model's own process, if it has one (after a batch in flight)."""
+        if self._process is not None:
+            self._process.close()
+
     def predict(self, rows: Sequence[dict[str, Any]]) -> np.ndarray:
         """Scores (float32) of raw input rows, in order."""
+        if self._process is not None:
+            return self._process.predict(rows)  # type: ignore[no-any-return]
         if self._net is None:  # the scikit-learn baseline
             import pandas as pd
 
@@ -137,6 +167,7 @@ class ModelManager:
         self.last_error: dict[str, str] = {}
         self.on_event = on_event  # (event, alias): "swap", "load_failure"
         self._client: Any = None
+        self._retiring: set[asyncio.Task[None]] = set()
         self.roles = [CHAMPION] + ([CHALLENGER] if settings.realtime_shadow or settings.realtime_canary_percent
                                    else [])
 
@@ -175,18 +206,22 @@ class ModelManager:
 
         self._registry()
         bundle = local_bundle(self.settings.home, self.name, version)
-        return LoadedModel.load(bundle, name=self.name, version=version, alias=alias, spec=self.spec,
-                                device=self.settings.realtime_device, precision=self.settings.realtime_precision)
+        return self._start(bundle, name=self.name, version=version, alias=alias)
+
+    def _start(self, bundle: Path, *, name: str, version: str, alias: str) -> LoadedModel:
+        s = self.settings
+        return LoadedModel.start(bundle, name=name, version=version, alias=alias, spec=self.spec,
+                                 device=s.realtime_device, precision=s.realtime_precision,
+                                 own_process=s.realtime_inference == "process", threads=s.realtime_cpu_threads)
 
     async def refresh(self) -> None:
         """Load and swap in any alias that moved since the last look; a failed load keeps the old model."""
         bundle_dir = self.settings.realtime_bundle_dir
         if bundle_dir is not None:
-            if self.champion is None:
-                await self._swap(CHAMPION, "local", lambda: LoadedModel.load(
-                    bundle_dir, name=f"{self.name} (bundle {bundle_dir.name})", version="local", alias=CHAMPION,
-                    spec=self.spec, device=self.settings.realtime_device,
-                    precision=self.settings.realtime_precision))
+            if self.champion is None or not self.champion.alive:
+                await self._swap(CHAMPION, "local", functools.partial(
+                    self._start, bundle_dir, name=f"{self.name} (bundle {bundle_dir.name})", version="local",
+                    alias=CHAMPION))
             return
         wanted = await asyncio.to_thread(self.alias_versions)
         for alias, version in wanted.items():
@@ -194,9 +229,12 @@ class ModelManager:
             if version is None:
                 if current is not None and alias == CHALLENGER:  # challenger removed: stop shadow and canary
                     self.models[alias] = None
+                    self._retire(current)
                     log.info("alias %s of %s removed: no %s model now", alias, self.name, alias)
                 continue
-            if (current is not None and current.version == version) or self.failed.get(alias) == version:
+            if current is not None and current.version == version and not current.alive:
+                log.error("the process of %s v%s (%s) died: starting it again", self.name, version, alias)
+            elif (current is not None and current.version == version) or self.failed.get(alias) == version:
                 continue
             await self._swap(alias, version, functools.partial(self.load_version, alias, version))
 
@@ -213,11 +251,37 @@ class ModelManager:
             self.on_event("load_failure", alias)
             return
         self.models[alias] = model  # one assignment: a batch runs on the model it started with
+        if old is not None:
+            self._retire(old)
         self.failed.pop(alias, None)
         self.last_error.pop(alias, None)
         log.info("%s is now %s v%s on %s/%s (was %s; loaded and warmed in %.2fs)", alias, self.name, version,
                  model.device, model.precision, f"v{old.version}" if old else "none", time.perf_counter() - started)
         self.on_event("swap", alias)
+
+    def _retire(self, model: LoadedModel) -> None:
+        """End a replaced model's process once batches that started on it have long finished."""
+        if model._process is None:
+            return
+
+        async def retire() -> None:
+            try:
+                await asyncio.sleep(RETIRE_SECONDS)
+            finally:  # also when cancelled by close(): the process must not outlive the server
+                await asyncio.to_thread(model.close)
+
+        task = asyncio.create_task(retire())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def close(self) -> None:
+        """End every model process (the server is shutting down)."""
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        for model in self.models.values():
+            if model is not None:
+                await asyncio.to_thread(model.close)
 
     async def poll(self) -> None:
         """Refresh every `realtime_poll_seconds` until cancelled; registry errors are logged, not fatal."""

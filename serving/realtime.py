@@ -41,6 +41,7 @@ from nightshift.settings import Settings, get_settings
 from serving.batcher import Batcher, Job
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.models import CHAMPION, LoadedModel, ModelManager, example_rows
+from serving.routes import serve_ahead
 from serving.schema import Answer, Answers, row_model, rows_model
 
 log = logging.getLogger("nightshift.realtime")
@@ -213,10 +214,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import torch
+
         from nightshift import store
         from serving.predlog_writer import PredictionLogWriter
         from serving.reader import StoreReader
 
+        torch.set_num_threads(settings.realtime_cpu_threads)  # the whole process: this server only serves
         try:  # a fresh store gets its tables, so the fallback reads "nothing published" instead of failing
             store.get_engine(settings.store_uri).dispose()
         except Exception as exc:  # noqa: BLE001  (serve anyway: the model does not need the store)
@@ -236,7 +240,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.reader.open()
         engine = app.state.engine = Engine(manager, stats, shadow=settings.realtime_shadow, log_writer=writer,
                                            key_field=key_field, threshold=threshold)
-        pool = ThreadPoolExecutor(1, thread_name_prefix="inference") if settings.realtime_inference_thread else None
+        # "loop": batches run on the event loop; "thread" and "process": in a worker thread, which for
+        # "process" only hands the rows to the model's own process and waits with the GIL released.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="inference") if settings.realtime_inference != "loop" else None
         app.state.batcher = Batcher(engine.run, pool, max_batch=settings.realtime_max_batch,
                                     max_delay_s=settings.realtime_max_delay_ms / 1000, on_batch=stats.batch)
         poller = asyncio.create_task(manager.poll())
@@ -249,6 +255,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 pool.shutdown(wait=True)
             if engine.shadow_pool is not None:
                 engine.shadow_pool.shutdown(wait=True)
+            await manager.close()
             if writer is not None:
                 await writer.close()
             await app.state.reader.close()
@@ -372,6 +379,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ok", "model": model.ref, "device": model.device, "precision": model.precision,
                              "challenger": manager.challenger.ref if manager.challenger else None})
 
+    serve_ahead(app, "/v1/predict", predict, ["POST"])
     return app
 
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -138,8 +139,11 @@ async def wait_until(check: Any, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def test_answers_match_the_registered_model_and_concurrent_callers_get_their_own_rows(home: Settings) -> None:
-    s = home.model_copy(update={"realtime_max_delay_ms": 5.0, "realtime_max_batch": 32})
+@pytest.mark.parametrize("inference", ["process", "loop", "thread"])
+def test_answers_match_the_registered_model_and_concurrent_callers_get_their_own_rows(home: Settings,
+                                                                                     inference: str) -> None:
+    s = home.model_copy(update={"realtime_max_delay_ms": 5.0, "realtime_max_batch": 32,
+                                "realtime_inference": inference})
     batch = rows(s, 120)
     expected = registered_scores(s, "1", batch)
 
@@ -218,12 +222,15 @@ def test_too_many_rows_and_invalid_json_are_422(home: Settings) -> None:
     run(main())
 
 
-def test_swap_under_concurrent_load_fails_no_request(home: Settings) -> None:
+def test_swap_under_concurrent_load_fails_no_request(home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     s = home
     batch = rows(s, 64)
+    monkeypatch.setattr("serving.models.RETIRE_SECONDS", 0.5)
 
     async def main() -> None:
         async with serving(s) as (app, client):
+            old = app.state.models.champion
+            assert old._process is not None and old._process.alive  # the default: the model in its own process
             seen: list[str] = []
             failures: list[Any] = []
             stop = asyncio.Event()
@@ -253,6 +260,37 @@ def test_swap_under_concurrent_load_fails_no_request(home: Settings) -> None:
             assert "1" not in seen[first_two + 16:]  # after the switch (the 16 in flight aside) only v2 answers
             metrics = (await client.get("/metrics")).text
             assert 'nightshift_realtime_model_events_total{alias="champion",event="swap"} 2.0' in metrics
+
+            async def retired() -> bool:  # the replaced model's process ends after the grace period
+                return not old._process.alive
+
+            await wait_until(retired)
+        assert not app.state.models.champion._process.alive  # and at shutdown, the serving one's
+
+    run(main())
+
+
+def test_a_model_process_that_dies_is_started_again(home: Settings) -> None:
+    s = home
+    batch = rows(s, 4)
+    publish_snapshot(s, [r["id"] for r in batch], 0.75)
+
+    async def main() -> None:
+        async with serving(s) as (app, client):
+            dead = app.state.models.champion
+            os.kill(dead._process.pid, signal.SIGKILL)
+            await asyncio.to_thread(dead._process.join)
+            # Until the poll has started it again, keyed rows get the batch prediction.
+            answer = (await client.post("/v1/predict", json={"rows": batch})).json()["predictions"]
+            assert all(a["fallback"] and a["source"] == "prediction_store" and a["score"] == 0.75 for a in answer)
+
+            async def restarted() -> bool:
+                model = app.state.models.champion
+                return model is not dead and model.alive
+
+            await wait_until(restarted)
+            answer = (await client.post("/v1/predict", json={"rows": batch})).json()["predictions"]
+            assert not any(a["fallback"] for a in answer) and {a["model"]["version"] for a in answer} == {"1"}
 
     run(main())
 
