@@ -98,13 +98,13 @@ class Settings(BaseSettings):
     # Longest a row waits for others to fill a batch: 2 ms gave 1.48x the rows/s of 0 with lower
     # p50 and p99 on 2 cores at 64 clients (BENCHMARKS.md, delay curve).
     realtime_max_delay_ms: float = Field(2.0, ge=0, le=1000)
-    # Where batches run: "process": each model in its own child process, handed batches by a worker
-    # thread (the event loop keeps only the HTTP work); "loop": on the event loop; "thread": in a
-    # worker thread of the server (GIL hand-offs: 14% fewer rows/s than "loop"). BENCHMARKS.md.
+    # Where batches run: "process": each model in its own child process (the event loop keeps only
+    # the HTTP work, however slow the model); "loop": on the event loop; "thread": in a worker thread
+    # of the server (GIL hand-offs: 14% fewer rows/s than "loop"). BENCHMARKS.md compares them.
     realtime_inference: Literal["process", "loop", "thread"] = "process"
     realtime_max_rows: int = Field(1000, ge=1)  # most rows one request may send
     # PyTorch threads for CPU inference. Batches of a few dozen rows gain nothing from more: the
-    # extra threads spin on the cores the event loop and the clients need (1 thread: 10-35% more
+    # extra threads spin on the cores the event loop and the clients need (1 thread: 8-35% more
     # rows/s than PyTorch's default of one per core, 2 cores, BENCHMARKS.md).
     realtime_cpu_threads: int = Field(1, ge=1)
     realtime_poll_seconds: float = Field(10.0, gt=0)  # how often the endpoint looks for a new champion

@@ -104,15 +104,23 @@ class LoadedModel:
         """False when the model's own process has died (the manager then starts it again)."""
         return self._process is None or self._process.alive
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """End the model's own process, if it has one (after a batch in flight)."""
         if self._process is not None:
-            self._process.close()
+            await self._process.close()
+
+    async def predict_async(self, rows: Sequence[dict[str, Any]], *, off_loop: bool = False) -> np.ndarray:
+        """`predict` in the model's own process, else in a worker thread (`off_loop`) or on the loop."""
+        if self._process is not None:
+            return await self._process.predict(rows)  # type: ignore[no-any-return]
+        if off_loop:
+            return await asyncio.to_thread(self.predict, rows)
+        return self.predict(rows)
 
     def predict(self, rows: Sequence[dict[str, Any]]) -> np.ndarray:
-        """Scores (float32) of raw input rows, in order."""
+        """Scores (float32) of raw input rows, in order (in this process)."""
         if self._process is not None:
-            return self._process.predict(rows)  # type: ignore[no-any-return]
+            raise RuntimeError(f"{self.name} v{self.version} runs in its own process: use predict_async")
         if self._net is None:  # the scikit-learn baseline
             import pandas as pd
 
@@ -268,7 +276,7 @@ class ModelManager:
             try:
                 await asyncio.sleep(RETIRE_SECONDS)
             finally:  # also when cancelled by close(): the process must not outlive the server
-                await asyncio.to_thread(model.close)
+                await model.close()
 
         task = asyncio.create_task(retire())
         self._retiring.add(task)
@@ -281,7 +289,7 @@ class ModelManager:
         await asyncio.gather(*self._retiring, return_exceptions=True)
         for model in self.models.values():
             if model is not None:
-                await asyncio.to_thread(model.close)
+                await model.close()
 
     async def poll(self) -> None:
         """Refresh every `realtime_poll_seconds` until cancelled; registry errors are logged, not fatal."""

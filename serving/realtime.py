@@ -25,7 +25,6 @@ import time
 import uuid
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -115,36 +114,40 @@ class RealtimeStats(Collector):
 
 
 class Engine:
-    """The inference side: runs the batcher's batches on the loaded models (champion, canary, shadow)."""
+    """The inference side: runs the batcher's batches on the loaded models (champion, canary, shadow).
+
+    `off_loop`: models loaded in this process compute in a worker thread instead of on the event
+    loop (models in their own process never compute on the loop).
+    """
 
     def __init__(self, manager: ModelManager, stats: RealtimeStats, *, shadow: bool, log_writer: Any,
-                 key_field: str, threshold: float) -> None:
+                 key_field: str, threshold: float, off_loop: bool) -> None:
         self.manager, self.stats, self.log_writer = manager, stats, log_writer
-        self.key_field, self.threshold = key_field, threshold
-        self.shadow_pool = ThreadPoolExecutor(1, thread_name_prefix="shadow") if shadow else None
-        self.shadow_inflight = 0
+        self.key_field, self.threshold, self.off_loop = key_field, threshold, off_loop
+        self.shadow = shadow
+        self.shadow_tasks: set[asyncio.Task[None]] = set()
         self.request_ids = _request_ids("shadow")
 
-    def run(self, jobs: list[Job]) -> list[Any]:
+    async def run(self, jobs: list[Job]) -> list[Any]:
         """One outcome per job: (scores, models per row), or the exception that stopped it."""
         champion, challenger = self.manager.champion, self.manager.challenger
         if champion is None:
             return [ModelUnavailable("no model is loaded yet")] * len(jobs)
         try:
-            outcomes: list[Any] = self._score(jobs, champion, challenger)
+            outcomes: list[Any] = await self._score(jobs, champion, challenger)
         except Exception:  # noqa: BLE001  (retry one by one: one bad request must not fail the others)
             outcomes = []
             for job in jobs:
                 try:
-                    outcomes += self._score([job], champion, challenger)
+                    outcomes += await self._score([job], champion, challenger)
                 except Exception as exc:  # noqa: BLE001
                     log.warning("inference failed on %s v%s: %s", champion.name, champion.version, exc)
                     outcomes.append(ModelUnavailable(f"inference failed: {type(exc).__name__}: {exc}"))
-        if self.shadow_pool is not None and challenger is not None:
+        if self.shadow and challenger is not None:
             self._shadow(jobs, challenger)
         return outcomes
 
-    def _score(self, jobs: list[Job], champion: LoadedModel, challenger: LoadedModel | None) -> list[Any]:
+    async def _score(self, jobs: list[Job], champion: LoadedModel, challenger: LoadedModel | None) -> list[Any]:
         rows = [row for job in jobs for row in job.rows]
         canary = [flag for job in jobs for flag in (job.extra or [False] * job.n)]
         models: list[LoadedModel] = [champion] * len(rows)
@@ -153,7 +156,7 @@ class Engine:
             scores = np.empty(len(rows), dtype=np.float32)
             rest = [i for i, flag in enumerate(canary) if not flag]
             try:
-                scores[picked] = challenger.predict([rows[i] for i in picked])
+                scores[picked] = await challenger.predict_async([rows[i] for i in picked], off_loop=self.off_loop)
                 for i in picked:
                     models[i] = challenger
             except Exception as exc:  # noqa: BLE001  (a failing canary falls back to the champion)
@@ -161,9 +164,9 @@ class Engine:
                             exc)
                 rest = list(range(len(rows)))
             if rest:
-                scores[rest] = champion.predict([rows[i] for i in rest])
+                scores[rest] = await champion.predict_async([rows[i] for i in rest], off_loop=self.off_loop)
         else:
-            scores = champion.predict(rows)
+            scores = await champion.predict_async(rows, off_loop=self.off_loop)
         outcomes, start = [], 0
         for job in jobs:
             outcomes.append((scores[start:start + job.n], models[start:start + job.n]))
@@ -171,16 +174,17 @@ class Engine:
         return outcomes
 
     def _shadow(self, jobs: list[Job], challenger: LoadedModel) -> None:
-        assert self.shadow_pool is not None
-        if self.shadow_inflight >= 4:  # the shadow fell behind: skip rather than queue without bound
+        if len(self.shadow_tasks) >= 4:  # the shadow fell behind: skip rather than queue without bound
             self.stats.shadow_skipped += 1
             return
-        self.shadow_inflight += 1
-        self.shadow_pool.submit(self._run_shadow, [job.rows for job in jobs], challenger)
+        task = asyncio.create_task(self._run_shadow([job.rows for job in jobs], challenger))
+        self.shadow_tasks.add(task)
+        task.add_done_callback(self.shadow_tasks.discard)
 
-    def _run_shadow(self, batch: list[Sequence[dict[str, Any]]], challenger: LoadedModel) -> None:
+    async def _run_shadow(self, batch: list[Sequence[dict[str, Any]]], challenger: LoadedModel) -> None:
+        """After the champion's answers went out: off the loop (a thread, or the challenger's own process)."""
         try:
-            scores = challenger.predict([row for part in batch for row in part])
+            scores = await challenger.predict_async([row for part in batch for row in part], off_loop=True)
             if self.log_writer is not None:
                 start = 0
                 for part in batch:
@@ -191,8 +195,10 @@ class Engine:
                                         returned=False, latency_ms=None, key_field=self.key_field)
         except Exception as exc:  # noqa: BLE001  (a failing shadow never touches served traffic)
             log.warning("shadow %s v%s failed: %s", challenger.name, challenger.version, exc)
-        finally:
-            self.shadow_inflight -= 1
+
+    async def close(self) -> None:
+        """Let the shadow batches in flight finish (their scores are logged)."""
+        await asyncio.gather(*self.shadow_tasks, return_exceptions=True)
 
 
 def _request_ids(kind: str) -> Iterator[str]:
@@ -239,11 +245,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.reader = StoreReader(settings.store_uri, spec.name)
         await app.state.reader.open()
         engine = app.state.engine = Engine(manager, stats, shadow=settings.realtime_shadow, log_writer=writer,
-                                           key_field=key_field, threshold=threshold)
-        # "loop": batches run on the event loop; "thread" and "process": in a worker thread, which for
-        # "process" only hands the rows to the model's own process and waits with the GIL released.
-        pool = ThreadPoolExecutor(1, thread_name_prefix="inference") if settings.realtime_inference != "loop" else None
-        app.state.batcher = Batcher(engine.run, pool, max_batch=settings.realtime_max_batch,
+                                           key_field=key_field, threshold=threshold,
+                                           off_loop=settings.realtime_inference == "thread")
+        app.state.batcher = Batcher(engine.run, max_batch=settings.realtime_max_batch,
                                     max_delay_s=settings.realtime_max_delay_ms / 1000, on_batch=stats.batch)
         poller = asyncio.create_task(manager.poll())
         gc.freeze()
@@ -251,10 +255,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             poller.cancel()
-            if pool is not None:
-                pool.shutdown(wait=True)
-            if engine.shadow_pool is not None:
-                engine.shadow_pool.shutdown(wait=True)
+            await engine.close()
             await manager.close()
             if writer is not None:
                 await writer.close()
