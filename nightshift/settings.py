@@ -95,8 +95,8 @@ class Settings(BaseSettings):
     # auto: bf16 on CUDA (scores stay within 0.01 of fp32, tests/integration/test_realtime_cuda.py), fp32 on CPU.
     realtime_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     realtime_max_batch: int = Field(64, ge=1)  # most rows one forward pass takes
-    # Longest a row waits for others to fill a batch: 2 ms gave 1.48x the rows/s of 0 with lower
-    # p50 and p99 on 2 cores at 64 clients (BENCHMARKS.md, delay curve).
+    # Longest a row waits for others to fill a batch: 2 ms won every delay curve on 2 cores at 64
+    # clients (1.07-1.48x the rows/s of delay 0, with lower p50 and p99; BENCHMARKS.md).
     realtime_max_delay_ms: float = Field(2.0, ge=0, le=1000)
     # Where batches run: "process": each model in its own child process (the event loop keeps only
     # the HTTP work, however slow the model); "loop": on the event loop; "thread": in a worker thread

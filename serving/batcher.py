@@ -41,7 +41,7 @@ class Batcher:
         self.pending_rows = 0
         self._busy = False
         self._timer: asyncio.TimerHandle | None = None
-        self._running: asyncio.Task[None] | None = None
+        self._running: asyncio.Task[None] | None = None  # the batch in flight (the loop keeps only weak references)
 
     async def submit(self, rows: Sequence[Any], extra: Any = None) -> Any:
         """The outcome of `rows` once a batch holding them has run."""

@@ -220,13 +220,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        import torch
-
         from nightshift import store
         from serving.predlog_writer import PredictionLogWriter
         from serving.reader import StoreReader
 
-        torch.set_num_threads(settings.realtime_cpu_threads)  # the whole process: this server only serves
+        if settings.realtime_inference != "process":  # else each model process sets its own; this one needs no torch
+            import torch
+
+            torch.set_num_threads(settings.realtime_cpu_threads)  # the whole process: this server only serves
         try:  # a fresh store gets its tables, so the fallback reads "nothing published" instead of failing
             store.get_engine(settings.store_uri).dispose()
         except Exception as exc:  # noqa: BLE001  (serve anyway: the model does not need the store)
