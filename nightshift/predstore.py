@@ -77,7 +77,9 @@ predictions = Table(
     "predictions",
     metadata,
     Column("snapshot_id", Integer, primary_key=True),
-    Column("entity_key", Text, primary_key=True),
+    # Byte-order keys on PostgreSQL: its primary-key build sorts with memcmp and abbreviated keys instead
+    # of the locale's strcoll (10M keys: 8 s instead of 12 s); lookups only ever test equality.
+    Column("entity_key", Text().with_variant(Text(collation="C"), "postgresql"), primary_key=True),
     Column("score", Float(precision=24), nullable=False),  # REAL: the model computes in float32
     Column("label", Boolean, nullable=False),
     postgresql_partition_by="LIST (snapshot_id)",
@@ -127,12 +129,11 @@ def begin_snapshot(engine: Engine, *, dataset: str, run_id: str, model_name: str
             model_run_id=model_run_id, data_start=data_start, data_end=data_end, status=WRITING,
             created_at=_now(), scored_at=scored_at or _now()).returning(snapshots.c.id)).scalar_one())
         if _is_pg(conn):
-            # Its own table, no index while loading; attached as a partition on publish.
+            # Its own table, no index while loading; attached as a partition on publish. LIKE takes
+            # the columns as the store has them (a store made before the C collation keeps its own).
             part = _partition(snapshot_id)
-            conn.execute(text(
-                f"CREATE TABLE {part} (snapshot_id integer NOT NULL DEFAULT {snapshot_id} "
-                f"CHECK (snapshot_id = {snapshot_id}), entity_key text NOT NULL, score real NOT NULL, "
-                "label boolean NOT NULL)"))
+            conn.execute(text(f"CREATE TABLE {part} (LIKE predictions, CHECK (snapshot_id = {snapshot_id}))"))
+            conn.execute(text(f"ALTER TABLE {part} ALTER COLUMN snapshot_id SET DEFAULT {snapshot_id}"))
     return snapshot_id
 
 

@@ -219,3 +219,35 @@ def test_publish_refuses_unknown_or_finished_snapshot(store_url: str) -> None:
         predstore.publish(engine, sid, actor="t", reason="again", retention=2)
     with pytest.raises(predstore.SnapshotError, match="missing"):
         predstore.publish(engine, 999, actor="t", reason="none", retention=2)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("made_before_c_keys", [False, True])
+def test_postgres_partitions_take_the_stores_key_collation(made_before_c_keys: bool) -> None:
+    """New stores keep keys in byte order ("C"); a store made before that keeps publishing with its own."""
+    from sqlalchemy import create_engine, text
+
+    url = create_pg_database("ns_collation")
+    try:
+        if made_before_c_keys:  # the predictions table as earlier releases created it
+            old = create_engine(url)
+            with old.begin() as conn:
+                conn.execute(text("CREATE TABLE predictions (snapshot_id integer NOT NULL, entity_key text NOT NULL, "
+                                  "score real NOT NULL, label boolean NOT NULL, PRIMARY KEY (snapshot_id, entity_key)) "
+                                  "PARTITION BY LIST (snapshot_id)"))
+            old.dispose()
+        engine = store.get_engine(url)
+        sid = run_worker(url, "run-1", 0.4)
+        with engine.connect() as conn:
+            collations = set(conn.execute(text(
+                "SELECT c.relname, coalesce(co.collname, 'default') FROM pg_attribute a "
+                "JOIN pg_class c ON c.oid = a.attrelid LEFT JOIN pg_collation co ON co.oid = a.attcollation "
+                "AND a.attcollation <> (SELECT oid FROM pg_collation WHERE collname = 'default') "
+                "WHERE a.attname = 'entity_key' AND c.relname IN ('predictions', :part)"),
+                {"part": f"predictions_s{sid}"}).all())
+        want = "default" if made_before_c_keys else "C"
+        assert collations == {("predictions", want), (f"predictions_s{sid}", want)}
+        assert served_state(engine)[:4] == (sid, ROWS, ROWS, {0.4})
+    finally:
+        store.get_engine.cache_clear()
+        drop_pg_database(url)
