@@ -47,7 +47,7 @@ def _at(day: date, hour: int) -> pendulum.DateTime:
     tags=["nightshift"],
     default_args={"retries": 1, "retry_delay": timedelta(minutes=2)},
     render_template_as_native_obj=True,
-    params={"data_date": Param("", type="string", title="Data date (YYYY-MM-DD)",
+    params={"data_date": Param(None, type=["null", "string"], title="Data date (YYYY-MM-DD)",
                                description="Leave empty to use the run's logical date.")},
 )
 def drift() -> None:

@@ -54,12 +54,13 @@ def _midnight_utc(day: date) -> pendulum.DateTime:
     # Transient failures (a database blip) retry once; bad data fails at once (AirflowFailException).
     default_args={"retries": 1, "retry_delay": timedelta(minutes=2)},
     params={
-        "data_date": Param("", type="string", title="Data date (YYYY-MM-DD)",
+        "data_date": Param(None, type=["null", "string"], title="Data date (YYYY-MM-DD)",
                            description="Leave empty to use the run's logical date."),
-        "gate_mode": Param("enforce", type="string", enum=["enforce", "dry_run", "override"], title="Gate mode"),
-        "override_reason": Param("", type="string", title="Override reason",
+        "gate_mode": Param("enforce", type=["null", "string"], enum=[None, "enforce", "dry_run", "override"],
+                           title="Gate mode", description="Empty: enforce."),
+        "override_reason": Param(None, type=["null", "string"], title="Override reason",
                                  description="Required with gate_mode=override; recorded in the audit trail."),
-        "reason": Param("", type="string", title="Why this run",
+        "reason": Param(None, type=["null", "string"], title="Why this run",
                         description="Recorded on the candidate. A run with a reason always trains."),
         "retrain_every_days": Param(None, type=["null", "integer"], minimum=0, title="Retrain every N days",
                                     description="Empty: NIGHTSHIFT_RETRAIN_EVERY_DAYS. 0: only with a reason."),
@@ -94,6 +95,7 @@ def nightly() -> None:
         day, reason = date.fromisoformat(ingested["data_date"]), param(context, "reason")
         due, why = retrain_due(day, reason=reason, every_days=context["params"].get("retrain_every_days"))
         if not due:
+            context["ti"].xcom_push(key="skip_reason", value=f"no training for {day}: {why}")
             raise AirflowSkipException(f"no training for {day}: {why}")
         print(f"training for {day}: {why}")
         with bad_input_fails_fast():

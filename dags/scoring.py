@@ -45,7 +45,7 @@ def _at(day: date, hour: int) -> pendulum.DateTime:
     tags=["nightshift"],
     default_args={"retries": 1, "retry_delay": timedelta(minutes=2)},
     dagrun_timeout=pendulum.duration(hours=6),
-    params={"data_date": Param("", type="string", title="Data date (YYYY-MM-DD)",
+    params={"data_date": Param(None, type=["null", "string"], title="Data date (YYYY-MM-DD)",
                                description="Only for a scoring scope of one day; empty = the run's date.")},
 )
 def scoring() -> None:

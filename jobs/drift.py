@@ -200,7 +200,12 @@ def check_drift(data_date: date, *, run_id: str = "cli", settings: Settings | No
         decision = decide(data_date, [*(_window(r) for r in past), today], figures=_figures(found, perf),
                           severe=perf["severe"], last_retrain=last, last_was_override=last_was_override,
                           policy=policy)
-        with mlflow.start_run(run_name=f"drift {data_date}") as run:
+        # One MLflow run per day and champion: a rerun of the day writes into the run it made before.
+        earlier = mlflow.search_runs(filter_string=f"tags.kind = 'drift' and tags.data_date = '{data_date}' and "
+                                                   f"tags.champion_version = '{champion}'",
+                                     max_results=1, output_format="list")
+        with mlflow.start_run(run_id=earlier[0].info.run_id if earlier else None,
+                              run_name=None if earlier else f"drift {data_date}") as run:
             mlflow.set_tags({"kind": "drift", "dataset": spec.name, "data_date": data_date.isoformat(),
                              "champion_version": champion, "airflow_run_id": run_id,
                              "retrain": str(decision.retrain).lower()})

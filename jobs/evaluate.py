@@ -101,7 +101,8 @@ def evaluate(data_date: date, version: str, *, validation: str = "passed", mode:
     record(client, name, version, decision, validation, champion_version, candidate, baseline)
     log(decision.summary())
     return {"version": version, "promote": decision.promote, "label": decision.label, "passed": decision.passed,
-            "champion_version": champion_version, "seconds": time.perf_counter() - t0}
+            "headline": decision.headline, "failures": [r.removeprefix("FAIL: ") for r in decision.failures],
+            "mode": decision.mode, "champion_version": champion_version, "seconds": time.perf_counter() - t0}
 
 
 def record(client: Any, name: str, version: str, decision: Decision, validation: str,

@@ -41,3 +41,36 @@ def publish(scored: dict[str, Any], *, actor: str, settings: Settings | None = N
         f"({snap['row_count'] / max(seconds, 1e-9):,.0f} rows/s); removed {snap['removed'] or 'none'}")
     return {"snapshot_id": snapshot_id, "rows": int(snap["row_count"]), "removed": snap["removed"],
             "seconds": round(seconds, 2)}
+
+
+def follow_champion(version: str, *, actor: str, reason: str, settings: Settings | None = None,
+                    log: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Make the lookup serve scores of champion `version` when a complete snapshot of it is kept.
+
+    Returns {"served": snapshot id or None, "stale": True when the lookup still serves another
+    model's scores (no snapshot of `version` is kept: scoring must run), "message": what to tell}.
+    """
+    settings = settings or get_settings()
+    dataset = settings.spec().name
+    engine = store.get_engine(settings.store_uri)
+    snaps = predstore.list_snapshots(engine, dataset=dataset)
+    served = next((s for s in snaps if s["served"]), None)
+    if served is not None and served["model_version"] == str(version):
+        return {"served": served["id"], "stale": False,
+                "message": f"the lookup already serves snapshot {served['id']} of v{version}"}
+    mine = next((s for s in snaps if s["status"] == predstore.COMPLETE and s["model_version"] == str(version)), None)
+    if mine is not None:
+        predstore.serve(engine, dataset=dataset, snapshot_id=mine["id"], actor=actor,
+                        reason=f"follows champion v{version}: {reason}")
+        scored = f"{mine['scored_at']:%Y-%m-%d %H:%M}"
+        message = (f"the lookup now serves snapshot {mine['id']} of v{version} (scored {scored}, data "
+                   f"{mine['data_start']}..{mine['data_end']}) instead of "
+                   + (f"snapshot {served['id']} of v{served['model_version']}" if served else "nothing"))
+        log(message)
+        return {"served": mine["id"], "stale": False, "message": message}
+    message = ((f"the lookup still serves snapshot {served['id']}, scores of v{served['model_version']}, not of "
+                f"champion v{version}" if served else f"the lookup serves nothing yet for champion v{version}")
+               + ": no snapshot of it is kept. Score with it: `nightshift score` (or trigger the scoring DAG), "
+               "or pass --score")
+    log(message)
+    return {"served": served["id"] if served else None, "stale": True, "message": message}

@@ -65,6 +65,9 @@ def spark_session(settings: Settings, app_name: str = "nightshift-scoring") -> A
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if settings.spark_master.startswith("local") and settings.bind_host != "0.0.0.0":
+        # A local driver (and its UI on 4040) listens on the configured address, not on every interface.
+        os.environ.setdefault("SPARK_LOCAL_IP", settings.bind_host)
     return (SparkSession.builder.master(settings.spark_master).appName(app_name)
             .config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
             .config("spark.driver.memory", settings.spark_driver_memory)

@@ -70,8 +70,31 @@ class AirflowAPI:
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
+    def find_run(self, dag_id: str, data_date: date) -> dict[str, Any] | None:
+        """The run of `dag_id` whose logical date is `data_date` (Airflow keeps at most one), or None."""
+        logical = f"{data_date.isoformat()}T00:00:00Z"
+        runs = self._call("GET", f"/dags/{dag_id}/dagRuns",
+                          params={"logical_date_gte": logical, "logical_date_lte": logical})["dag_runs"]
+        return runs[0] if runs else None
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """An XCom value of a task of a run, or None when there is none."""
+        try:
+            entry = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+                               params={"deserialize": "true", "stringify": "false"})
+        except RuntimeError as exc:
+            if "-> 404" in str(exc):
+                return None
+            raise
+        return entry.get("value") if entry else None
+
     def trigger(self, dag_id: str, data_date: date, conf: dict[str, Any] | None = None, log: Any = print) -> str:
-        """Start a run whose logical date is `data_date`, or rerun (clear) the one that exists; its run id."""
+        """Start a run for `data_date`; its run id.
+
+        The first run of a date has that date as its logical date. Airflow keeps one run per logical
+        date, so a later run of the same date is a new run with no logical date and the date in its
+        `data_date` param: the earlier run keeps its history (nothing is cleared or rewritten).
+        """
         logical = f"{data_date.isoformat()}T00:00:00Z"
         try:
             return str(self._call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical,
@@ -79,15 +102,11 @@ class AirflowAPI:
         except RuntimeError as exc:
             if "-> 409" not in str(exc):
                 raise
-        # One run per logical date: rerunning a date means clearing that run (its conf stays).
-        runs = self._call("GET", f"/dags/{dag_id}/dagRuns",
-                          params={"logical_date_gte": logical, "logical_date_lte": logical})["dag_runs"]
-        if not runs:
-            raise RuntimeError(f"{dag_id} has a run for {data_date} that could not be found to rerun")
-        run_id = str(runs[0]["dag_run_id"])
-        self._call("POST", f"/dags/{dag_id}/dagRuns/{run_id}/clear", json={"dry_run": False})
-        log(f"{dag_id} already has run {run_id} for {data_date}: cleared it to rerun "
-            f"(with its original params {runs[0].get('conf') or {}}; Airflow keeps one run per logical date)")
+        earlier = self.find_run(dag_id, data_date)
+        run_id = str(self._call("POST", f"/dags/{dag_id}/dagRuns", json={
+            "logical_date": None, "conf": {**(conf or {}), "data_date": data_date.isoformat()}})["dag_run_id"])
+        log(f"{dag_id} already has run {earlier['dag_run_id'] if earlier else '?'} for {data_date} (kept as it is): "
+            f"started run {run_id} for the same data date")
         return run_id
 
     def run_state(self, dag_id: str, run_id: str) -> str:

@@ -46,6 +46,36 @@ def _fail(exc: Exception) -> None:
 
 
 @app.command()
+def init() -> None:
+    """Create (or bring up to date) the SQL store and the MLflow store, once, before anything opens them.
+
+    Safe to run again and from several processes at once: each store is created under a lock, and
+    a store that is already current is left as it is. Services and tasks never create a store.
+    """
+    _quiet()
+    from nightshift import store
+    from nightshift.settings import get_settings
+    from nightshift.spec import available_specs
+    from registry.tracking import init_tracking
+
+    s = get_settings()
+    created = store.init_store(s.store_uri)
+    _log(f"SQL store {_safe_url(s.store_uri)}: " + (f"created {', '.join(created)}" if created else "up to date"))
+    datasets = sorted(available_specs(s.spec_dir))
+    init_tracking(s, datasets)
+    _log(f"MLflow store {_safe_url(s.tracking_uri)}: ready, experiments for {', '.join(datasets)}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001  (not a database URL: an http tracking server)
+        return url
+
+
+@app.command()
 def ingest(day: Day, end: Annotated[str | None, typer.Option(help="Last date of a range")] = None) -> None:
     """Write the day's (or a range's) partitions into the offline store."""
     _quiet()
@@ -93,20 +123,45 @@ def evaluate(day: Day, version: Annotated[str, typer.Option(help="Model version 
     from jobs.evaluate import evaluate as run
 
     try:
-        run(_day(day), version, mode=mode, override_reason=override_reason, log=_log)
+        decision = run(_day(day), version, mode=mode, override_reason=override_reason, log=_log)
     except ValueError as exc:
         _fail(exc)
+    _print_decision(decision)
 
 
 @app.command()
-def promote(version: str, reason: Annotated[str, typer.Option(help="Recorded in the audit trail")] = "") -> None:
-    """Make a gated version champion (the old champion keeps alias previous)."""
+def promote(version: str, reason: Annotated[str, typer.Option(help="Recorded in the audit trail")] = "",
+            score: Annotated[bool, typer.Option(help="Score with the new champion when no snapshot of it is "
+                                                    "kept, so the lookup serves its scores")] = False) -> None:
+    """Make a gated version champion (the old champion keeps alias previous); the lookup follows it."""
     _quiet()
     from jobs.promote import promote as run
 
     try:
         run(version, actor=_actor(), reason=reason, log=_log)
     except RuntimeError as exc:
+        _fail(exc)
+    _follow(version, reason or "promoted", score)
+
+
+def _follow(version: str, reason: str, score: bool) -> None:
+    """After an alias move: serve a kept snapshot of the champion, or score with it, or say plainly it is stale."""
+    from jobs.publish import follow_champion
+
+    out = follow_champion(version, actor=_actor(), reason=reason, log=lambda _: None)
+    if not out["stale"]:
+        _log(out["message"])
+        return
+    if not score:
+        console.print(f"[bold yellow]note:[/bold yellow] {escape(out['message'])}", highlight=False)
+        return
+    from jobs.publish import publish
+    from jobs.score import score as do_score
+
+    _log(f"no snapshot of v{version} is kept: scoring with it")
+    try:
+        publish(do_score(None, run_id=f"cli__{datetime.now():%Y%m%dT%H%M%S}", log=_log), actor=_actor(), log=_log)
+    except ValueError as exc:
         _fail(exc)
 
 
@@ -142,41 +197,88 @@ def run_all(day: Day, mode: Annotated[str | None, typer.Option(help="enforce, dr
                                            override_reason=override_reason, log=progress.console.print)
                 elif decision["promote"]:
                     do_promote(candidate["version"], actor=_actor(), log=progress.console.print)
-                else:
-                    progress.console.print(f"not promoted: gate decision {decision['label']}")
                 progress.advance(bar)
         except (ValidationFailed, ValueError, FileNotFoundError, RuntimeError) as exc:
             _fail(exc)
+    _print_decision(decision)
 
 
 @app.command()
 def trigger(dag_id: Annotated[str, typer.Argument(help="DAG to run, e.g. nightly")], day: Day,
             wait: Annotated[bool, typer.Option(help="Wait for the run to finish")] = True,
-            mode: Annotated[str, typer.Option(help="gate_mode param")] = "enforce",
-            override_reason: Annotated[str, typer.Option(help="override_reason param")] = "",
+            mode: Annotated[str, typer.Option(help="gate_mode param (nightly)")] = "enforce",
+            override_reason: Annotated[str, typer.Option(help="override_reason param (nightly, with --mode "
+                                                            "override)")] = "",
+            reason: Annotated[str, typer.Option(help="Why this run (nightly): recorded on the candidate; a run "
+                                                    "with a reason always trains")] = "",
+            rerun: Annotated[bool, typer.Option(help="Clear and rerun the date's run even when it succeeded "
+                                                   "(by default a succeeded run is reported, not rerun)")] = False,
             timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 1800) -> None:
-    """Trigger a DAG run for a data date through Airflow's REST API (the scheduler runs it)."""
+    """Trigger a DAG run for a data date through Airflow's REST API (the scheduler runs it).
+
+    Airflow keeps one run per data date: when that run already succeeded it is reported and left as
+    it is (its history stays that of the run that did the work) unless --rerun; a failed one is
+    cleared and run again; a running one is waited for.
+    """
     from nightshift.airflow_api import AirflowAPI
     from nightshift.settings import get_settings
 
     s = get_settings()
     if not s.airflow_password:
         _fail(RuntimeError("set NIGHTSHIFT_AIRFLOW_PASSWORD (infra/local/stack.sh env prints it)"))
+    if mode == "override" and not override_reason.strip():
+        _fail(ValueError("--mode override needs --override-reason (a written reason)"))
     api = AirflowAPI(s.airflow_url, s.airflow_user, s.airflow_password)
+    conf: dict[str, Any] = {}
+    if dag_id == "nightly":  # None, like the UI's empty fields: the DAG's defaults apply
+        conf = {"gate_mode": mode, "override_reason": override_reason.strip() or None,
+                "reason": reason.strip() or None}
     try:
         api.wait_until_up()
         api.wait_for_dag(dag_id)
         api.unpause(dag_id)
-        conf = {"gate_mode": mode, "override_reason": override_reason} if dag_id == "nightly" else {}
-        run_id = api.trigger(dag_id, _day(day), conf=conf, log=_log)
-        _log(f"triggered {dag_id} run {run_id}")
-        if wait:
+        existing = api.find_run(dag_id, _day(day))
+        state = str(existing["state"]) if existing else ""
+        if existing and (state in ("queued", "running") or (state == "success" and not rerun)):
+            run_id = str(existing["dag_run_id"])
+            _log(f"{dag_id} for {day} already succeeded in run {run_id}: not rerun (--rerun runs it again)"
+                 if state == "success" else f"{dag_id} for {day} is already {state} as run {run_id}: waiting for it")
+        else:
+            run_id = api.trigger(dag_id, _day(day), conf=conf, log=_log)
+            _log(f"triggered {dag_id} run {run_id}")
+            state = "queued"
+        if state != "success" and wait:
             state = api.wait(dag_id, run_id, timeout=timeout, log=_log)
             if state != "success":
                 _fail(RuntimeError(f"{dag_id} run {run_id} ended {state}; see its task logs in the Airflow UI"))
             _log(f"{dag_id} for {day} succeeded")
+        if state == "success" and dag_id == "nightly":
+            _print_run_outcome(api, dag_id, run_id)
     except (RuntimeError, TimeoutError) as exc:
         _fail(exc)
+
+
+def _print_run_outcome(api: Any, dag_id: str, run_id: str) -> None:
+    """What a finished nightly run decided: why it did not train, or the gate decision and failed gates."""
+    tasks = api.task_states(dag_id, run_id)
+    if tasks.get("train") == "skipped":
+        why = api.xcom(dag_id, run_id, "train", "skip_reason")
+        console.print(f"[bold]no training[/bold]: {escape(str(why or 'see the train task log'))}", highlight=False)
+        return
+    decision = api.xcom(dag_id, run_id, "evaluate")
+    if isinstance(decision, dict):
+        _print_decision(decision)
+
+
+def _print_decision(decision: dict[str, Any]) -> None:
+    """The gate decision at a glance: the headline, then every failed gate."""
+    head = decision.get("headline") or decision.get("label")
+    color = "green" if decision.get("promote") or (decision.get("mode") == "dry_run" and decision.get("passed")) \
+        else "red"
+    console.print(f"[bold {color}]gate decision for v{decision.get('version')}: {escape(str(head))}[/bold {color}]",
+                  highlight=False)
+    for failure in decision.get("failures") or []:
+        console.print(f"  [red]failed:[/red] {escape(failure)}", highlight=False)
 
 
 @app.command()
@@ -285,16 +387,18 @@ def serve_snapshot(snapshot_id: Annotated[int, typer.Argument(help="A complete s
 
 
 @app.command()
-def rollback(reason: Annotated[str, typer.Option(help="Why: recorded in the audit trail")] = "manual rollback"
-             ) -> None:
-    """Move champion back to the previous version, in one step."""
+def rollback(reason: Annotated[str, typer.Option(help="Why: recorded in the audit trail")] = "manual rollback",
+             score: Annotated[bool, typer.Option(help="Score with the restored champion when no snapshot of it "
+                                                     "is kept")] = False) -> None:
+    """Move champion back to the previous version, in one step; the lookup follows it."""
     _quiet()
     from jobs.promote import rollback as run
 
     try:
-        run(actor=_actor(), reason=reason, log=_log)
+        out = run(actor=_actor(), reason=reason, log=_log)
     except RuntimeError as exc:
         _fail(exc)
+    _follow(out["to_version"], f"rollback: {reason}", score)
 
 
 @app.command()
@@ -367,7 +471,14 @@ def _actor() -> str:
 
 
 def main() -> None:
-    app(sys.argv[1:])
+    """The `nightshift` command: a store that was never created is an error with the fix, not a traceback."""
+    from nightshift.store import StoreNotReady
+
+    try:
+        app(sys.argv[1:])
+    except StoreNotReady as exc:
+        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,12 @@ class Settings(BaseSettings):
     registry_prefix: str = "nightshift-"
     spec_dir: Path | None = None  # extra dataset specs (*.yaml) beside the packaged ones
 
+    # The address the suite's own servers listen on (make up's services, a local Spark driver and its UI):
+    # this machine only by default; 0.0.0.0 opens them to the network.
+    bind_host: str = "127.0.0.1"
+
     # The Airflow API the CLI triggers runs through (password from the environment only).
-    airflow_url: str = "http://localhost:8080"
+    airflow_url: str = "http://127.0.0.1:8080"
     airflow_user: str = "nightshift"
     airflow_password: str = ""
 

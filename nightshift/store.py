@@ -1,7 +1,16 @@
-"""The SQL store (SQLite by default, PostgreSQL by URL): the alias audit trail lives here."""
+"""The SQL store (SQLite by default, PostgreSQL by URL): its engine, its one-time creation, the alias audit.
+
+The store's tables are created by `init_store` alone (`nightshift init`, run once before any service
+or task starts), under a lock that serialises concurrent inits; opening the store (`get_engine`)
+only checks that they exist and never creates or alters anything, so processes that start together
+cannot race on the schema.
+"""
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +29,9 @@ from sqlalchemy import (
     desc,
     event,
     insert,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection
 
@@ -40,19 +51,105 @@ alias_audit = Table(
 )
 
 
-@lru_cache(maxsize=8)
-def get_engine(url: str) -> Engine:
-    """A pooled engine for the store URL, with the tables created if missing."""
+class StoreNotReady(RuntimeError):
+    """The store's tables do not exist yet: `nightshift init` has not run against this URL."""
+
+
+def _register_tables() -> None:
     import nightshift.drifthistory  # noqa: F401  (their tables live in this metadata)
     import nightshift.predlog  # noqa: F401
     import nightshift.predstore  # noqa: F401
 
+
+def _new_engine(url: str) -> Engine:
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
-        if engine.url.database and engine.url.database != ":memory:":
-            Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
         event.listen(engine, "connect", _sqlite_pragmas)
-    metadata.create_all(engine)
+    return engine
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL, else None."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+@contextmanager
+def migration_lock(url: str) -> Iterator[None]:
+    """Hold the one lock under which a database at `url` is created or migrated (any process, any store).
+
+    SQLite: an exclusive file lock beside the database file. PostgreSQL: a session advisory lock.
+    Other processes that init the same database wait here and then find it done.
+    """
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(path.name + ".init-lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_lock(hashtext('nightshift-migrate'))"))
+                conn.commit()
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(hashtext('nightshift-migrate'))"))
+                    conn.commit()
+            else:
+                yield
+    finally:
+        engine.dispose()
+
+
+def init_store(url: str) -> list[str]:
+    """Create the store's missing tables, once, under the migration lock; returns the tables it created."""
+    _register_tables()
+    with migration_lock(url):
+        engine = _new_engine(url)
+        try:
+            existing = set(inspect(engine).get_table_names())
+            missing = [t for t in metadata.sorted_tables if t.name not in existing]
+            metadata.create_all(engine, tables=missing)
+        finally:
+            engine.dispose()
+    get_engine.cache_clear()
+    return [t.name for t in missing]
+
+
+def missing_tables(engine: Engine) -> list[str]:
+    """The store's tables that do not exist in the database of `engine`."""
+    _register_tables()
+    existing = set(inspect(engine).get_table_names())
+    return [t.name for t in metadata.sorted_tables if t.name not in existing]
+
+
+@lru_cache(maxsize=8)
+def get_engine(url: str) -> Engine:
+    """A pooled engine for the store URL; raises StoreNotReady (with the fix) when its tables do not exist.
+
+    It creates nothing: a SQLite file that is not there stays not there.
+    """
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise StoreNotReady(f"the SQL store {path} does not exist: run `nightshift init` first "
+                            "(make up does), with the same NIGHTSHIFT_HOME / NIGHTSHIFT_STORE_URL")
+    engine = _new_engine(url)
+    missing = missing_tables(engine)
+    if missing:
+        engine.dispose()
+        raise StoreNotReady(f"the SQL store at {engine.url.render_as_string(hide_password=True)} lacks the tables "
+                            f"{', '.join(missing)}: run `nightshift init` first (make up does)")
     return engine
 
 

@@ -62,12 +62,23 @@ class Decision:
     def failures(self) -> list[str]:
         return [r for r in self.reasons if r.startswith("FAIL")]
 
+    @property
+    def headline(self) -> str:
+        """The decision at a glance: what happened (or, in a dry run, what would have)."""
+        failed = len(self.failures)
+        gates = f"{failed} failed gate{'s' if failed != 1 else ''}" if failed else "all gates passed"
+        if self.mode == "dry_run":
+            return f"dry run: would {'promote' if self.passed else 'reject'} ({gates}); nothing promoted"
+        if self.promote and not self.passed:
+            return f"overridden: promoted despite {gates} (override reason: {self.override_reason})"
+        return f"{'promoted' if self.promote else 'rejected'} ({gates})"
+
     def summary(self) -> str:
-        """A sentence a person reads in the task log and in status."""
-        head = f"gate decision: {self.label} (mode {self.mode})"
-        if self.override_reason:
-            head += f"; override reason: {self.override_reason}"
-        return head + "\n" + "\n".join(f"  - {r}" for r in self.reasons)
+        """What a person reads in the task log and the CLI: the headline, every failed gate, then every check."""
+        lines = [f"gate decision: {self.headline} [mode {self.mode}]"]
+        lines += [f"  failed: {r.removeprefix('FAIL: ')}" for r in self.failures]
+        lines += ["  checks:"] + [f"    - {r}" for r in self.reasons]
+        return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "label": self.label}

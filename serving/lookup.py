@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, S
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, ValidationError
 
 from nightshift.settings import Settings, get_settings
@@ -193,7 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from nightshift import store
 
-        try:  # a fresh database gets the store's tables, so it answers "no snapshot" rather than failing
+        try:  # only a check: the store is created by `nightshift init`, never by a service opening it
             store.get_engine(settings.store_uri).dispose()  # the API reads through its own async pool
         except Exception as exc:  # noqa: BLE001  (the API still starts; /readyz says the store is down)
             log.warning("prediction store %s not reachable at start-up: %s", _safe_url(settings.store_uri), exc)
@@ -206,7 +207,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.reader.close()
 
     metrics = Metrics("nightshift_lookup")
-    app = FastAPI(title="Nightshift prediction lookup", version="1", lifespan=lifespan,
+    # Swagger UI and ReDoc from the installed fastapi-offline package, not a CDN: /docs works with no internet.
+    app = FastAPIOffline(title="Nightshift prediction lookup", version="1", lifespan=lifespan,
                   description=f"Precomputed {dataset} predictions of the served snapshot, by entity key.")
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)

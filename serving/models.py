@@ -189,16 +189,9 @@ class ModelManager:
 
     def _registry(self) -> Any:
         if self._client is None:
-            import os
+            from registry.tracking import connect
 
-            import mlflow
-
-            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-            from mlflow import MlflowClient
-
-            mlflow.set_tracking_uri(self.settings.tracking_uri)
-            mlflow.set_registry_uri(self.settings.tracking_uri)
-            self._client = MlflowClient(self.settings.tracking_uri, self.settings.tracking_uri)
+            self._client = connect(self.settings)
         return self._client
 
     def alias_versions(self) -> dict[str, str | None]:

@@ -143,13 +143,13 @@ def main(store_url: str, dataset: str) -> None:
     """The writer process: length-prefixed pickled batches on stdin, one insert each; counts on stdout."""
     from nightshift import predlog, store
 
-    engine = store.get_engine(store_url)
     stdin = sys.stdin.buffer
     while header := stdin.read(8):
         entries = pickle.loads(stdin.read(int.from_bytes(header, "big")))  # noqa: S301  (our own parent's data)
         rows = [row for entry in entries for row in rows_of(entry, dataset)]
         try:
-            print(f"written {predlog.append(engine, rows)}", flush=True)
+            # The engine is made (and cached) on the first batch that finds the store ready.
+            print(f"written {predlog.append(store.get_engine(store_url), rows)}", flush=True)
         except Exception as exc:  # noqa: BLE001  (report and go on: the next batch may get through)
             print(f"failed {len(rows)} {type(exc).__name__}: {str(exc).splitlines()[0][:300]}", flush=True)
 

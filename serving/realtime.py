@@ -32,6 +32,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import ValidationError
@@ -228,7 +229,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             import torch
 
             torch.set_num_threads(settings.realtime_cpu_threads)  # the whole process: this server only serves
-        try:  # a fresh store gets its tables, so the fallback reads "nothing published" instead of failing
+        try:  # only a check: the store is created by `nightshift init`, never by a service opening it
             store.get_engine(settings.store_uri).dispose()
         except Exception as exc:  # noqa: BLE001  (serve anyway: the model does not need the store)
             log.warning("prediction store not reachable at start-up (no fallback until it is): %s", exc)
@@ -264,7 +265,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     metrics = Metrics("nightshift_realtime")
     metrics.registry.register(stats)
-    app = FastAPI(title="Nightshift real-time predictions", version="1", lifespan=lifespan,
+    # Swagger UI and ReDoc from the installed fastapi-offline package, not a CDN: /docs works with no internet.
+    app = FastAPIOffline(title="Nightshift real-time predictions", version="1", lifespan=lifespan,
                   description=f"Fresh {spec.name} predictions from the champion model, batched dynamically.")
     stats.app = app
     app.add_middleware(MetricsMiddleware, metrics=metrics)

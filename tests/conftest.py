@@ -37,13 +37,23 @@ def tiny_env(home: Path, **extra: str) -> dict[str, str]:
     return {**TINY_ENV, "NIGHTSHIFT_HOME": str(home), **extra}
 
 
+def init_home(s: Settings) -> Settings:
+    """Create the home's stores, as `nightshift init` does before anything opens them; returns `s`."""
+    from nightshift import store
+    from registry.tracking import init_tracking
+
+    store.init_store(s.store_uri)
+    init_tracking(s, [s.dataset])
+    return s
+
+
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """Settings of a fresh home on the tiny dataset (SQLite store and MLflow)."""
+    """Settings of a fresh, initialised home on the tiny dataset (SQLite store and MLflow)."""
     for key, value in tiny_env(tmp_path / "home").items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
-    yield get_settings()
+    yield init_home(get_settings())
     get_settings.cache_clear()
 
 
@@ -63,6 +73,7 @@ def train_champion(s: Settings, day: date) -> str:
     from jobs.promote import promote
     from jobs.train import train
 
+    init_home(s)
     ingest(date(2013, 1, 1), date(2013, 3, 31), settings=s, log=_quiet)
     candidate = train(day, settings=s, actor="test", log=_quiet)
     assert evaluate(day, candidate["version"], settings=s, log=_quiet)["promote"]

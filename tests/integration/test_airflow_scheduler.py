@@ -111,6 +111,20 @@ def test_rest_trigger_and_idempotent_backfill(airflow: AirflowAPI, ingested: Set
     assert snap is not None and snap["model_version"] == "1" and snap["row_count"] == 5400
     assert snap["data_end"] == date(2013, 3, 31) and snap["run_id"] == runs[0]["dag_run_id"]
 
+    # The Trigger form with its Params left empty, submitted as the UI does (it sends empty fields as
+    # null): the run is accepted and follows the normal retrain policy. Here v1 was trained for a later
+    # day, so nothing trains; a run the form had forced (a reason) would have trained.
+    ui_run = airflow._call("POST", "/dags/nightly/dagRuns", json={
+        "dag_run_id": None, "logical_date": "2013-02-09T00:00:00Z", "data_interval_start": None,
+        "data_interval_end": None, "note": None,
+        "conf": {"data_date": None, "gate_mode": "enforce", "override_reason": None, "reason": None,
+                 "retrain_every_days": None}})["dag_run_id"]
+    assert airflow.wait("nightly", ui_run, timeout=600, log=print) == "success"
+    states = airflow.task_states("nightly", ui_run)
+    assert (states["ingest"], states["validate"], states["train"]) == ("success", "success", "skipped"), states
+    why = airflow.xcom("nightly", ui_run, "train", "skip_reason")
+    assert "no training for 2013-02-09" in why and "trained for a later day" in why, why
+
     def backfill(reprocess: str) -> list[dict]:  # type: ignore[type-arg]
         out = airflow._call("POST", "/backfills", json={
             "dag_id": "nightly", "from_date": "2013-02-11T00:00:00Z", "to_date": "2013-02-12T00:00:00Z",

@@ -31,6 +31,7 @@ def lookup_settings(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch:
         url = create_pg_database("ns_lookup")
         monkeypatch.setenv("NIGHTSHIFT_STORE_URL", url)
     get_settings.cache_clear()
+    store.init_store(get_settings().store_uri)
     yield get_settings()
     get_settings.cache_clear()
     store.get_engine.cache_clear()

@@ -15,7 +15,7 @@ from jobs.train import train
 from nightshift import offline, store
 from nightshift.settings import Settings, get_settings
 from registry import aliases
-from tests.conftest import create_pg_database, drop_pg_database
+from tests.conftest import create_pg_database, drop_pg_database, init_home
 
 D1, D2 = date(2013, 2, 10), date(2013, 2, 24)
 
@@ -35,7 +35,7 @@ def backend(request: pytest.FixtureRequest, ingested: Settings, monkeypatch: pyt
     monkeypatch.setenv("NIGHTSHIFT_MLFLOW_TRACKING_URI", tracking)
     monkeypatch.setenv("NIGHTSHIFT_STORE_URL", store_url)
     get_settings.cache_clear()
-    yield get_settings()
+    yield init_home(get_settings())
     store.get_engine.cache_clear()
     drop_pg_database(tracking)
     drop_pg_database(store_url)

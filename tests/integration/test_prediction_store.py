@@ -26,9 +26,11 @@ SAMPLE = [f"k{i:07d}" for i in range(0, ROWS, 997)]  # keys spread over the whol
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
+        store.init_store(f"sqlite:///{tmp_path / 'store.db'}")
         yield f"sqlite:///{tmp_path / 'store.db'}"
     else:
         url = create_pg_database("ns_predstore")
+        store.init_store(url)
         yield url
         store.get_engine.cache_clear()
         drop_pg_database(url)
@@ -236,6 +238,7 @@ def test_postgres_partitions_take_the_stores_key_collation(made_before_c_keys: b
                                   "score real NOT NULL, label boolean NOT NULL, PRIMARY KEY (snapshot_id, entity_key)) "
                                   "PARTITION BY LIST (snapshot_id)"))
             old.dispose()
+        store.init_store(url)  # an existing store: only the tables it lacks are created
         engine = store.get_engine(url)
         sid = run_worker(url, "run-1", 0.4)
         with engine.connect() as conn:

@@ -1,4 +1,5 @@
-"""Batch scoring with real PySpark: local[*] and a standalone master + worker on loopback."""
+"""Batch scoring with real PySpark: local[*] and a standalone master + worker on loopback; the README's
+`load_model` line, in a shell set up by `stack.sh env`, scores like the lookup serves."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from jobs.publish import publish
 from jobs.score import score
 from nightshift import offline, predstore, store
 from nightshift.settings import Settings, get_settings
-from tests.conftest import tiny_env, train_champion
+from tests.conftest import ROOT, tiny_env, train_champion
 
 D = date(2013, 2, 10)
 SPARK_HOME = Path(pyspark.__file__).parent
@@ -88,6 +89,41 @@ def test_local_spark_scores_every_row_like_the_registered_model(champion_home: S
     engine = store.get_engine(s.store_uri)
     found = predstore.lookup(engine, dataset="tiny", keys=expected.index.tolist())
     assert len(found) == 5400 and {r["snapshot_id"] for r in found.values()} == {snap["snapshot_id"]}
+
+
+def test_readme_load_model_line_in_the_stack_shell_scores_like_the_lookup(champion_home: Settings,
+                                                                           tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from serving.lookup import create_app
+
+    s = champion_home
+    if predstore.current_snapshot(store.get_engine(s.store_uri), dataset="tiny") is None:
+        publish(score(D, run_id="manual__readme", settings=s, log=quiet), actor="test", settings=s, log=quiet)
+    row = all_rows(s).iloc[7]
+    with TestClient(create_app(s)) as client:
+        served = client.get(f"/v1/predictions/{row['id']}").json()
+    inputs = pd.DataFrame([row[s.spec().raw_inputs]]).to_json(orient="records")
+    # A new shell with nothing of the test's environment: only what `stack.sh env` exports, in another folder.
+    script = f"""eval "$(bash {ROOT}/infra/local/stack.sh env)"
+cd {tmp_path}
+python - <<'PY'
+import io
+import mlflow
+import pandas as pd
+model = mlflow.pyfunc.load_model("models:/nightshift-tiny@champion")
+print("SCORE", float(model.predict(pd.read_json(io.StringIO('{inputs}'), orient="records"))[0]))
+PY
+"""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "NIGHTSHIFT_HOME": str(s.home),
+           "NIGHTSHIFT_DATASET": "tiny"}
+    out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    score_line = [line for line in out.stdout.splitlines() if line.startswith("SCORE ")]
+    assert score_line, out.stdout + out.stderr[-3000:]
+    assert float(score_line[0].split()[1]) == pytest.approx(served["score"], abs=1e-6)
+    assert served["model"]["version"] == "1"
+    assert list(tmp_path.iterdir()) == [], "the shell left files (a stray mlflow.db?) in its working directory"
 
 
 def free_port() -> int:
