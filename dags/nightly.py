@@ -120,8 +120,9 @@ def nightly() -> None:
         from nightshift.runctx import actor_of
 
         if not decision["promote"]:
-            raise AirflowSkipException(f"v{decision['version']} not promoted: gate decision {decision['label']} "
-                                       "(reasons in the evaluate log and on the model version's tags)")
+            raise AirflowSkipException(f"v{decision['version']} not promoted: gate decision {decision['label']}: "
+                                       f"{decision.get('headline', '')} (reasons in the evaluate log and on the "
+                                       "model version's tags)")
         context = get_current_context()
         promoted = run(decision["version"], actor=actor_of(context))
         if promoted["previous"] == str(decision["version"]):  # a rerun: no new champion, nothing to rescore

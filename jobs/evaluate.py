@@ -80,15 +80,21 @@ def evaluate(data_date: date, version: str, *, validation: str = "passed", mode:
     mode = mode or settings.gate_mode
     override_reason = settings.override_reason if override_reason is None else override_reason
     mv = client.get_model_version(name, version)
+    champion_version = aliases.alias_version(client, name, aliases.CHAMPION)
+    if champion_version == str(version):  # a rerun that reused the champion: its recorded decision stands
+        headline = f"v{version} already is the champion: nothing to decide (its recorded decision stands)"
+        log(headline)
+        return {"version": version, "promote": False, "label": "champion", "passed": True, "headline": headline,
+                "failures": [], "mode": mode, "champion_version": champion_version,
+                "seconds": time.perf_counter() - t0}
 
     _, holdout_wanted = windows(data_date, settings)
     frame, y, found = load_window(spec, settings, holdout_wanted, "holdout", 1)
     log(f"evaluating {name} v{version} on {len(frame)} holdout rows {found[0]}..{found[-1]}")
     prior = float(mv.tags["train_positive_rate"]) if "train_positive_rate" in mv.tags else None
     candidate = holdout_metrics(f"models:/{name}/{version}", spec, frame, y, settings.min_slice_rows, prior)
-    champion_version = aliases.alias_version(client, name, aliases.CHAMPION)
     champion = None
-    if champion_version is not None and champion_version != version:
+    if champion_version is not None:
         champion = holdout_metrics(f"models:/{name}/{champion_version}", spec, frame, y, settings.min_slice_rows)
     baseline_run = mv.tags.get("baseline_run_id")
     baseline = (holdout_metrics(f"runs:/{baseline_run}/model", spec, frame, y, settings.min_slice_rows)

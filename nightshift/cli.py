@@ -273,8 +273,8 @@ def _print_run_outcome(api: Any, dag_id: str, run_id: str) -> None:
 def _print_decision(decision: dict[str, Any]) -> None:
     """The gate decision at a glance: the headline, then every failed gate."""
     head = decision.get("headline") or decision.get("label")
-    color = "green" if decision.get("promote") or (decision.get("mode") == "dry_run" and decision.get("passed")) \
-        else "red"
+    color = "green" if decision.get("passed") and decision.get("label") != "champion" else (
+        "yellow" if decision.get("label") in ("champion", "overridden") else "red")
     console.print(f"[bold {color}]gate decision for v{decision.get('version')}: {escape(str(head))}[/bold {color}]",
                   highlight=False)
     for failure in decision.get("failures") or []:

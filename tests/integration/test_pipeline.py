@@ -68,6 +68,10 @@ def test_train_gate_promote_rerun_override_and_rollback(backend: Settings) -> No
     ingest(D1, settings=s, log=quiet)
     again = train(D1, settings=s, actor="test", log=quiet)
     assert again["reused"] and again["version"] == first["version"]
+    # ...and gating the champion again decides nothing and leaves its recorded decision alone.
+    rerun = evaluate(D1, again["version"], mode="dry_run", settings=s, log=quiet)
+    assert rerun["label"] == "champion" and not rerun["promote"]
+    assert client.get_model_version(name, first["version"]).tags["gate_decision"] == "promoted"
     assert versions(s) == [first["version"]]
     assert len(list(offline.partition_dir(s.offline_dir, "tiny", D1).iterdir())) == 1
 

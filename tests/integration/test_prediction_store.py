@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from nightshift import predstore, store
+from nightshift.settings import Settings
 from tests.conftest import ROOT, create_pg_database, drop_pg_database
 
 WORKER = ROOT / "tests" / "integration" / "publish_worker.py"
@@ -254,3 +255,32 @@ def test_postgres_partitions_take_the_stores_key_collation(made_before_c_keys: b
     finally:
         store.get_engine.cache_clear()
         drop_pg_database(url)
+
+
+def test_the_served_snapshot_follows_the_champion_or_says_it_does_not(settings: Settings) -> None:
+    from jobs.publish import follow_champion
+
+    engine = store.get_engine(settings.store_uri)
+    ids = {}
+    for version, marker in (("1", 0.1), ("2", 0.2)):
+        sid = predstore.begin_snapshot(engine, dataset="tiny", run_id=f"run-v{version}", model_name="nightshift-tiny",
+                                       model_version=version, model_run_id=None, data_start=None, data_end=None)
+        predstore.write_rows(engine, sid, [pa.record_batch({"entity_key": ["a", "b"], "score": pa.array(
+            [marker, marker], pa.float32()), "label": [False, False]})])
+        predstore.publish(engine, sid, actor="test", reason="test", retention=5)
+        ids[version] = sid
+    said: list[str] = []
+    # A rollback to v1: its kept snapshot is served again, audited.
+    out = follow_champion("1", actor="test", reason="rollback: bad canary", settings=settings, log=said.append)
+    assert out == {"served": ids["1"], "stale": False, "message": said[-1]}
+    assert predstore.current_snapshot(engine, dataset="tiny")["id"] == ids["1"]
+    assert store.alias_history(engine, model_name="predictions:tiny", limit=1)[0]["reason"].startswith(
+        "follows champion v1: rollback: bad canary")
+    # Already served: nothing moves.
+    assert follow_champion("1", actor="test", reason="again", settings=settings, log=said.append)["stale"] is False
+    # A champion with no kept snapshot: the lookup keeps serving v1's scores, and the message says so plainly.
+    out = follow_champion("3", actor="test", reason="promoted", settings=settings, log=said.append)
+    assert out["stale"] and out["served"] == ids["1"]
+    assert f"still serves snapshot {ids['1']}, scores of v1, not of champion v3" in out["message"]
+    assert "nightshift score" in out["message"]
+    assert predstore.current_snapshot(engine, dataset="tiny")["id"] == ids["1"]

@@ -77,7 +77,8 @@ def test_stores_are_made_once_and_opened_together_without_a_race(backend: str, w
 
             # Before init: opening refuses with the fix, and creates nothing.
             before = workers.round([{**base, "role": "realtime", "tag": f"{i}-early"}])
-            assert before[0].startswith(f"ERR {i}-early nightshift.store.StoreNotReady") and "nightshift init" in before[0], before
+            assert before[0].startswith(f"ERR {i}-early nightshift.store.StoreNotReady"), before
+            assert "run `nightshift init` first" in before[0], before
             if backend == "sqlite":
                 assert not (home / "mlflow.db").exists() and not (home / "store.db").exists()
             else:
