@@ -4,10 +4,11 @@ up:        ## everything: install, start Airflow + MLflow UI, run nightly for a 
 	bash infra/local/stack.sh up
 down:      ## stop the services `make up` started
 	bash infra/local/stack.sh down
-test:      ## install, then lint, type-check and run the whole test suite
+test:      ## install, then lint, check the layers, type-check and run the whole test suite
 	bash infra/local/stack.sh install
 	.venv/bin/ruff check .
-	.venv/bin/mypy nightshift jobs validation registry serving dags
+	.venv/bin/lint-imports
+	.venv/bin/mypy nightshift jobs validation registry serving dags ops
 	.venv/bin/python -m pytest -q
 install:
 	bash infra/local/stack.sh install

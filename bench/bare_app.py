@@ -2,7 +2,7 @@
 
 `app`: bare FastAPI endpoints (the issues' baseline). `starlette_app`: the same answers from plain
 Starlette routes, the floor under the two hot routes, which the lookup API and the real-time
-endpoint serve as Starlette routes (serving/routes.py).
+endpoint serve as Starlette routes (serving/http.py).
 """
 
 from fastapi import FastAPI

@@ -141,7 +141,7 @@ def main() -> None:
     report = {
         "lookup_ratio_vs_bare": round(float(np.median(ratios("bare"))), 3),
         "ratio_per_round": [round(x, 3) for x in ratios("bare")],
-        # The lookup route is a plain Starlette route (serving/routes.py): how close it comes to that floor.
+        # The lookup route is a plain Starlette route (serving/http.py): how close it comes to that floor.
         "lookup_ratio_vs_bare_starlette": round(float(np.median(ratios("bare_starlette"))), 3),
         "lookup_p99_ms": max(x["p99_ms"] for x in runs["lookup"]),
         "lookup_non_2xx": sum(x["non_2xx"] + x["socket_errors"] for x in runs["lookup"]),

@@ -1,3 +1,4 @@
+
 """Benchmark of the nightly pipeline on the bundled flights data; writes bench/results/nightly.json.
 
   .venv/bin/python bench/nightly_bench.py train     # CPU training: epoch and total time, holdout AUCs
@@ -17,6 +18,8 @@ import tempfile
 import time
 from datetime import date, datetime
 from pathlib import Path
+
+from jobs.context import Pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "nightly.json"
@@ -43,8 +46,8 @@ def bench_train() -> None:
     from nightshift.settings import get_settings
 
     s = get_settings()
-    ingest(date(2013, 1, 1), date(2013, 12, 31), settings=s)
-    out = train(DATA_DATE, settings=s)
+    ingest(Pipeline(s), date(2013, 1, 1), date(2013, 12, 31))
+    out = train(Pipeline(s), DATA_DATE)
     client = MlflowClient(s.tracking_uri)
     mlp, base = client.get_run(out["run_id"]).data.metrics, client.get_run(out["baseline_run_id"]).data.metrics
     merge({
@@ -62,8 +65,8 @@ def bench_train() -> None:
 
 def bench_nightly(day: date = date(2013, 9, 15)) -> None:
     """Trigger `nightly` for a date not yet trained on the running stack; wall time and overhead per task."""
-    from nightshift.airflow_api import AirflowAPI
     from nightshift.settings import get_settings
+    from ops.airflow_api import AirflowAPI
 
     s = get_settings()
     api = AirflowAPI(s.airflow_url, s.airflow_user, s.airflow_password)
@@ -104,20 +107,17 @@ def time_rollback(day: date) -> float:
 
     from jobs.evaluate import evaluate
     from jobs.promote import promote
-    from nightshift.settings import get_settings
     from registry import aliases
-    from registry.tracking import configure
 
-    s = get_settings()
-    name = s.model_name(s.dataset)
-    client = configure(s, s.dataset)
+    ctx = Pipeline.of()
+    client, name = ctx.client, ctx.model_name
     if aliases.alias_version(client, name, aliases.PREVIOUS) is None:
         version = aliases.find_version(client, name, data_date=day.isoformat())
         reason = "benchmark: give rollback a previous champion"
-        evaluate(day, str(version.version), mode="override", override_reason=reason)
-        promote(str(version.version), actor="bench", reason=reason)
+        evaluate(ctx, day, str(version.version), mode="override", override_reason=reason)
+        promote(ctx, str(version.version), actor="bench", reason=reason)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "nightshift.cli", "rollback", "--reason", "benchmark: rollback"],
+    subprocess.run([sys.executable, "-m", "ops.cli", "rollback", "--reason", "benchmark: rollback"],
                    check=True, capture_output=True)
     return round(time.perf_counter() - t0, 2)
 

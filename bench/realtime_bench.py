@@ -3,7 +3,7 @@
     .venv/bin/python bench/realtime_bench.py --home /work/rthome --duration 15
 
 Also measured: the same constant from a plain Starlette route (bench/bare_app.py), the floor under
-/v1/predict, which the endpoint serves as a Starlette route (serving/routes.py).
+/v1/predict, which the endpoint serves as a Starlette route (serving/http.py).
 
 Needs a Nightshift home whose flights model has a champion (`nightshift ingest 2013-01-01 --end
 2013-12-30 && nightshift run 2013-06-30` with NIGHTSHIFT_HOME set) and `wrk`. Every server runs
@@ -204,7 +204,7 @@ def main() -> None:
         "model": "nightshift-flights@champion",
         "defaults": {"max_batch": args.max_batch, "max_delay_ms": args.delay},
         "ratio_vs_bare": ratio("realtime", "bare"),
-        # /v1/predict is a plain Starlette route (serving/routes.py): how close it comes to that floor.
+        # /v1/predict is a plain Starlette route (serving/http.py): how close it comes to that floor.
         "ratio_vs_bare_starlette": ratio("realtime", "bare_starlette"),
         "speedup_vs_mlflow_serve": ratio("realtime", "mlflow_serve", "rows_per_s", "rows_per_s"),
         "batching_speedup": ratio("realtime", "batch1", "rows_per_s", "rows_per_s"),

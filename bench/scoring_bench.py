@@ -1,3 +1,4 @@
+
 """Batch scoring and publishing at scale: the flights data grown to N rows, measured in one run.
 
     .venv/bin/python bench/scoring_bench.py --home /tmp/nsbench --rows 10000000
@@ -40,6 +41,22 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from jobs.context import Pipeline
+
+OUTPUT_SCHEMA = pa.schema([("entity_key", pa.string()), ("score", pa.float32()), ("label", pa.bool_())])
+
+
+def score_batch(scorer: Any, batch: pa.RecordBatch | pa.Table, *, key: str, threshold: float) -> pa.RecordBatch:
+    """(entity_key, score, label) for every row of an Arrow batch of raw inputs."""
+    frame = batch.drop_columns([key]).to_pandas()  # the key never goes through pandas (10M strings: seconds)
+    proba = np.asarray(scorer.predict_proba(frame), dtype=np.float32)
+    keys = batch.column(key)
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    return pa.record_batch([keys.cast(pa.string()), pa.array(proba, pa.float32()), pa.array(proba >= threshold)],
+                           schema=OUTPUT_SCHEMA)
+
+
 ROOT = Path(__file__).resolve().parents[1]
 PG = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 JDBC_JAR = "/usr/share/java/postgresql.jar"  # Debian's libpostgresql-jdbc-java
@@ -67,12 +84,12 @@ def ensure_champion(home: Path) -> None:
     from jobs.score import champion_bundle
 
     try:
-        champion_bundle(settings, "flights")
+        champion_bundle(Pipeline(settings))
         return
     except ValueError:
         pass
     env = {**os.environ}
-    cli = [sys.executable, "-m", "nightshift.cli"]
+    cli = [sys.executable, "-m", "ops.cli"]
     subprocess.run([*cli, "ingest", "2013-01-01", "--end", "2013-12-31"], env=env, check=True)
     subprocess.run([*cli, "run", "2013-06-30"], env=env, check=True)
 
@@ -123,7 +140,7 @@ def parquet_rows(path: Path) -> int:
 
 def inprocess(settings: Any, bundle_dir: str, out: Path) -> dict[str, Any]:
     """Model and transform in one Python process over the same Parquet (all cores for torch)."""
-    from nightshift.scoring import OUTPUT_SCHEMA, cached_scorer, score_batch
+    from nightshift.scoring import cached_scorer
 
     spec = settings.spec()
     scorer = cached_scorer(bundle_dir, threads=os.cpu_count())
@@ -143,7 +160,7 @@ def floor(settings: Any, model: dict[str, Any]) -> dict[str, Any]:
     """No framework: each batch scored in this process goes straight to the store's COPY streams, which
     run while the next batch is scored; then the primary key, the attach and the switch."""
     from nightshift import predstore, store
-    from nightshift.scoring import cached_scorer, score_batch
+    from nightshift.scoring import cached_scorer
 
     spec = settings.spec()
     engine = store.get_engine(new_pg_db("nsbench_floor"))
@@ -171,7 +188,7 @@ def score_batches(batches: Any, *, bundle: str, key: str, threshold: float) -> A
     """mapInArrow body: the key travels to Python and back with the score."""
     from pyspark import SparkFiles
 
-    from nightshift.scoring import cached_scorer, score_batch
+    from nightshift.scoring import cached_scorer
 
     scorer = cached_scorer(SparkFiles.get(bundle))
     for batch in batches:
@@ -289,7 +306,7 @@ def publish_vs_copy(settings: Any, scored: dict[str, Any], work: Path) -> dict[s
     get_settings.cache_clear()
     store.get_engine.cache_clear()
     busy = busy_core_seconds()
-    ours = publish(scored, actor="bench", settings=get_settings(), log=log)
+    ours = publish(Pipeline(get_settings()), scored, actor="bench", log=log)
     busy = busy_core_seconds() - busy
     csv_path = work / "scored.csv"
     with pacsv.CSVWriter(csv_path, pa.schema([("entity_key", pa.string()), ("score", pa.float32()),
@@ -352,7 +369,7 @@ def baseline_child(home: Path, rows: int) -> None:
     settings = setup_env(home, home / f"scaled-{rows}")
     from jobs.score import champion_bundle, spark_session
 
-    model = champion_bundle(settings, "flights")
+    model = champion_bundle(Pipeline(settings))
     os.environ["PYSPARK_SUBMIT_ARGS"] = f"--jars {JDBC_JAR} pyspark-shell"
     spark = spark_session(settings, "spark-udf-jdbc")
     spark_udf_jdbc(spark, settings, f"models:/{model['model_name']}/{model['model_version']}", key=False)
@@ -379,7 +396,7 @@ def cold_rounds(home: Path, rows: int, rounds: int) -> dict[str, Any]:
     out: list[dict[str, Any]] = []
     for r in range(rounds):
         ours_env = {**os.environ, "NIGHTSHIFT_STORE_URL": new_pg_db("nsbench_cold")}
-        ours = timed([sys.executable, "-m", "nightshift.cli", "score", "--run-id", f"cold-{r}"], ours_env)
+        ours = timed([sys.executable, "-m", "ops.cli", "score", "--run-id", f"cold-{r}"], ours_env)
         base = timed([sys.executable, str(Path(__file__).resolve()), "--home", str(home), "--rows", str(rows),
                       "--baseline-child"], {**os.environ})
         out.append({"ours": ours, "spark_udf_jdbc": base, "speedup": round(base["seconds"] / ours["seconds"], 2)})
@@ -417,7 +434,7 @@ def main() -> None:
     settings = setup_env(home, scaled_dir)
     from jobs.score import champion_bundle, spark_session
 
-    model = champion_bundle(settings, "flights")
+    model = champion_bundle(Pipeline(settings))
     work = home / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
@@ -462,7 +479,7 @@ def main() -> None:
         rounds = []
         for r in range(3):
             one = inprocess(settings, model["bundle_dir"], work / "inprocess.parquet")
-            job = score(None, run_id=f"round-{r}", settings=settings, log=log, spark=spark)
+            job = score(Pipeline(settings), None, run_id=f"round-{r}", log=log, spark=spark)
             rounds.append({"inprocess_rows_per_s": one["rows_per_s"],
                            "score_job_rows_per_s": round(job["rows"] / job["seconds"]),
                            "ratio": round(job["rows"] / job["seconds"] / one["rows_per_s"], 3)})
@@ -474,7 +491,7 @@ def main() -> None:
 
         log("the scoring job (jobs.score) then publish into PostgreSQL vs psql \\copy")
         busy = busy_core_seconds()
-        scored = score(None, run_id="bench", settings=settings, log=log, spark=spark)
+        scored = score(Pipeline(settings), None, run_id="bench", log=log, spark=spark)
         results["score_job"] = {"rows": scored["rows"], "seconds": scored["seconds"],
                                 "rows_per_s": round(scored["rows"] / scored["seconds"]),
                                 "busy_core_seconds": round(busy_core_seconds() - busy, 1)}

@@ -20,45 +20,39 @@ Thresholds, windows and cooldown: the `NIGHTSHIFT_DRIFT_*` settings (README, "Dr
 
 from __future__ import annotations
 
-from datetime import date, timedelta
 from typing import Any
 
-import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 
-from nightshift.runctx import bad_input_fails_fast
+from dags.common import DEFAULT_ARGS, at, bad_input_fails_fast, data_date_param
 from nightshift.settings import get_settings
 
 _settings = get_settings()  # environment only: no connection or database look-up at parse time
 
 
-def _at(day: date, hour: int) -> pendulum.DateTime:
-    return pendulum.datetime(day.year, day.month, day.day, hour, tz="UTC")
-
-
 @dag(
     schedule="@daily",
-    start_date=_at(_settings.schedule_start, 0),
-    end_date=_at(_settings.schedule_end, 0) if _settings.schedule_end else None,
+    start_date=at(_settings.schedule_start, 0),
+    end_date=at(_settings.schedule_end, 0) if _settings.schedule_end else None,
     catchup=False,
     max_active_runs=1,  # windows and cooldown read the days before: judge days in order
     doc_md=__doc__,
     tags=["nightshift"],
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=2)},
+    default_args=DEFAULT_ARGS,
     render_template_as_native_obj=True,
-    params={"data_date": Param(None, type=["null", "string"], title="Data date (YYYY-MM-DD)",
-                               description="Leave empty to use the run's logical date.")},
+    params={"data_date": data_date_param()},
 )
 def drift() -> None:
     @task
     def check() -> dict[str, Any]:
+        from jobs.context import Pipeline
         from jobs.drift import check_drift
         from nightshift.runctx import data_date_of
 
         context = get_current_context()
         with bad_input_fails_fast():
-            return check_drift(data_date_of(context), run_id=str(context["run_id"]))
+            return check_drift(Pipeline.of(), data_date_of(context), run_id=str(context["run_id"]))
 
     @task.short_circuit
     def retrain_needed(result: dict[str, Any]) -> bool:

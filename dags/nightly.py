@@ -19,44 +19,54 @@ output and backfills replay history.
   `nightshift://registry/champion` is updated (that runs `scoring`); skipped, with the reason in its
   log, when the gates say no (or in `dry_run`) or the candidate already is champion
 
-Params: `gate_mode` (enforce, dry_run, override), `override_reason` (required for override),
-`reason` (why this run: recorded on the candidate as tag `trigger_reason`; `drift` fills it in),
-`retrain_every_days` (overrides the setting for this run; the replay backfills with 0).
+Params (each may stay empty, as the Trigger form sends it): `data_date` (empty: the run's logical
+date), `gate_mode` (enforce, dry_run, override; empty: enforce), `override_reason` (required for
+override, ignored otherwise), `reason` (why this run: recorded on the candidate as tag
+`trigger_reason`; `drift` fills it in), `retrain_every_days` (overrides the setting for this run;
+the replay backfills with 0). Each task calls one step of `jobs/nightly.py`, which `nightshift run`
+runs too.
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
-import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from nightshift.runctx import CHAMPION_ASSET, bad_input_fails_fast
-from nightshift.settings import get_settings
+from dags.common import DEFAULT_ARGS, at, bad_input_fails_fast, data_date_param, done_or_skipped
+from nightshift.runctx import CHAMPION_ASSET
+from nightshift.settings import GATE_MODES, get_settings
 
 CHAMPION = Asset(CHAMPION_ASSET)
 _settings = get_settings()  # environment only: no connection or database look-up at parse time
 
 
-def _midnight_utc(day: date) -> pendulum.DateTime:
-    return pendulum.datetime(day.year, day.month, day.day, tz="UTC")
+def _run(data_date: str) -> Any:
+    """The NightlyRun of this task's DAG run (its Params, its data date, who triggered it)."""
+    from jobs.nightly import NightlyRun
+    from nightshift.runctx import actor_of, param
+
+    context = get_current_context()
+    every = context["params"].get("retrain_every_days")
+    return NightlyRun(day=date.fromisoformat(data_date), actor=actor_of(context), reason=param(context, "reason"),
+                      gate_mode=param(context, "gate_mode") or None,
+                      override_reason=param(context, "override_reason") or None,
+                      retrain_every_days=None if every is None else int(every))
 
 
 @dag(
     schedule="@daily",
-    start_date=_midnight_utc(_settings.schedule_start),
-    end_date=_midnight_utc(_settings.schedule_end) if _settings.schedule_end else None,
+    start_date=at(_settings.schedule_start),
+    end_date=at(_settings.schedule_end) if _settings.schedule_end else None,
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
     tags=["nightshift"],
-    # Transient failures (a database blip) retry once; bad data fails at once (AirflowFailException).
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=2)},
+    default_args=DEFAULT_ARGS,
     params={
-        "data_date": Param(None, type=["null", "string"], title="Data date (YYYY-MM-DD)",
-                           description="Leave empty to use the run's logical date."),
-        "gate_mode": Param("enforce", type=["null", "string"], enum=[None, "enforce", "dry_run", "override"],
+        "data_date": data_date_param(),
+        "gate_mode": Param("enforce", type=["null", "string"], enum=[None, *GATE_MODES],
                            title="Gate mode", description="Empty: enforce."),
         "override_reason": Param(None, type=["null", "string"], title="Override reason",
                                  description="Required with gate_mode=override; recorded in the audit trail."),
@@ -69,73 +79,55 @@ def _midnight_utc(day: date) -> pendulum.DateTime:
 def nightly() -> None:
     @task
     def ingest() -> dict[str, Any]:
-        from jobs.ingest import ingest as run
+        from jobs.context import Pipeline
+        from jobs.nightly import ingest_step
         from nightshift.runctx import data_date_of
 
         with bad_input_fails_fast():
-            day = data_date_of(get_current_context())
-            return {**run(day), "data_date": day.isoformat()}
+            return ingest_step(Pipeline.of(), _run(data_date_of(get_current_context()).isoformat()))
 
     @task
     def validate(ingested: dict[str, Any]) -> dict[str, Any]:
-        from validation.suite import validate as run
+        from jobs.context import Pipeline
+        from jobs.nightly import validate_step
 
         with bad_input_fails_fast():
-            return run(date.fromisoformat(ingested["data_date"]))
+            return validate_step(Pipeline.of(), _run(ingested["data_date"]))
 
     @task
-    def train(ingested: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowSkipException
+    def train(ingested: dict[str, Any]) -> dict[str, Any]:
+        from jobs.context import Pipeline
+        from jobs.nightly import train_step
 
-        from jobs.train import retrain_due
-        from jobs.train import train as run
-        from nightshift.runctx import actor_of, param
-
-        context = get_current_context()
-        day, reason = date.fromisoformat(ingested["data_date"]), param(context, "reason")
-        due, why = retrain_due(day, reason=reason, every_days=context["params"].get("retrain_every_days"))
-        if not due:
-            context["ti"].xcom_push(key="skip_reason", value=f"no training for {day}: {why}")
-            raise AirflowSkipException(f"no training for {day}: {why}")
-        print(f"training for {day}: {why}")
         with bad_input_fails_fast():
-            return run(day, actor=actor_of(context), reason=reason)
+            return done_or_skipped(train_step(Pipeline.of(), _run(ingested["data_date"])),  # type: ignore[no-any-return]
+                                   get_current_context())
 
     @task
     def evaluate(ingested: dict[str, Any], candidate: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
-        from jobs.evaluate import evaluate as run
-        from nightshift.runctx import param
+        from jobs.context import Pipeline
+        from jobs.nightly import evaluate_step
 
-        context = get_current_context()
         with bad_input_fails_fast():
-            return run(date.fromisoformat(ingested["data_date"]), candidate["version"],
-                       validation=validation["summary"], mode=param(context, "gate_mode", "enforce"),
-                       override_reason=param(context, "override_reason"))
+            return evaluate_step(Pipeline.of(), _run(ingested["data_date"]), candidate, validation)
 
     @task(outlets=[CHAMPION])
     def promote(ingested: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowSkipException
+        from jobs.context import Pipeline
+        from jobs.nightly import promote_step
 
-        from jobs.promote import promote as run
-        from nightshift.runctx import actor_of
-
-        if not decision["promote"]:
-            raise AirflowSkipException(f"v{decision['version']} not promoted: gate decision {decision['label']}: "
-                                       f"{decision.get('headline', '')} (reasons in the evaluate log and on the "
-                                       "model version's tags)")
         context = get_current_context()
-        promoted = run(decision["version"], actor=actor_of(context))
-        if promoted["previous"] == str(decision["version"]):  # a rerun: no new champion, nothing to rescore
-            raise AirflowSkipException(f"v{decision['version']} is already champion; nothing changed")
+        promoted = done_or_skipped(promote_step(Pipeline.of(), _run(ingested["data_date"]), decision), context)
         # `scoring` runs on this event; it scores as of this run's data date.
         context["outlet_events"][CHAMPION].extra = {"data_date": ingested["data_date"],
                                                     "version": str(decision["version"])}
-        return promoted
+        return promoted  # type: ignore[no-any-return]
 
     # Task calls take and return XComArgs at parse time; mypy sees the runtime types.
     ingested = ingest()
     validation = validate(ingested)  # type: ignore[arg-type]
-    candidate = train(ingested, validation)  # type: ignore[arg-type]
+    candidate = train(ingested)  # type: ignore[arg-type]
+    validation >> candidate  # type: ignore[operator]  # nothing trains on data that failed validation
     promote(ingested, evaluate(ingested, candidate, validation))  # type: ignore[arg-type]
 
 

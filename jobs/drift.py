@@ -26,13 +26,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nightshift import drifthistory, offline, predlog, predstore, store
+from jobs.context import Pipeline
+from nightshift import drifthistory, offline, predlog, predstore
 from nightshift.metrics import auc_and_log_loss
 from nightshift.runctx import drift_run_id
-from nightshift.settings import Settings, get_settings
+from nightshift.settings import Settings
 from nightshift.spec import DatasetSpec
 from registry import aliases
-from registry.tracking import configure
+from registry.tracking import model_uri
 from validation.drift import SCORE, DriftReport, check
 from validation.drift_policy import DriftDecision, DriftPolicy, Window, auc_standard_error, decide, performance_drifted
 
@@ -55,11 +56,11 @@ def features_of(spec: DatasetSpec, frame: pd.DataFrame) -> pd.DataFrame:
     return frame[[f.name for f in spec.monitored]].reset_index(drop=True)
 
 
-def reference(client: Any, name: str, version: str, spec: DatasetSpec, settings: Settings,
-              model: Any) -> pd.DataFrame:
+def reference(ctx: Pipeline, version: str, model: Any) -> pd.DataFrame:
     """A sample of the rows the version was trained on, with its scores; cached per version."""
+    client, name, spec, settings = ctx.client, ctx.model_name, ctx.spec, ctx.settings
     mv = client.get_model_version(name, version)
-    params = client.get_run(mv.run_id).data.params
+    params = client.get_run(str(mv.run_id)).data.params
     train_days, _ = windows_of(date.fromisoformat(mv.tags["data_date"]),
                                int(params.get("train_days", settings.train_days)),
                                int(params.get("holdout_days", settings.holdout_days)))
@@ -82,15 +83,14 @@ def reference(client: Any, name: str, version: str, spec: DatasetSpec, settings:
     return out
 
 
-def served_scores(spec: DatasetSpec, settings: Settings, client: Any, name: str, day: date,
-                  keys: list[str]) -> tuple[dict[str, float], str | None, str]:
+def served_scores(ctx: Pipeline, day: date, keys: list[str]) -> tuple[dict[str, float], str | None, str]:
     """(key -> served score, the serving model version, where they came from) for one day's entities.
 
     The prediction log (what the real-time endpoint answered) first; else the newest kept snapshot
     whose model was trained for a data date before `day`, so its scores of that day were made before
     the day's labels could be known (later snapshots rescore the day with models that saw them).
     """
-    engine = store.get_engine(settings.store_uri)
+    engine, spec, client, name = ctx.engine, ctx.spec, ctx.client, ctx.model_name
     logged = predlog.served_for(engine, dataset=spec.name, keys=keys)
     if logged:
         versions = pd.Series([r["model_version"] for r in logged.values()]).mode()
@@ -109,13 +109,13 @@ def served_scores(spec: DatasetSpec, settings: Settings, client: Any, name: str,
     return {}, None, "no kept snapshot scored it with a model trained before that day"
 
 
-def performance(spec: DatasetSpec, settings: Settings, client: Any, name: str, data_date: date,
-                policy: DriftPolicy, champion: str) -> dict[str, Any]:
+def performance(ctx: Pipeline, data_date: date, policy: DriftPolicy, champion: str) -> dict[str, Any]:
     """The served model's AUC on the label day against its holdout AUC; `note` says why when not judged.
 
     Judged only when the champion served that day: a drop of a model replaced since is no reason to
     retrain the one that replaced it.
     """
+    spec, settings, client, name = ctx.spec, ctx.settings, ctx.client, ctx.model_name
     day = data_date - timedelta(days=settings.label_delay_days)
     out: dict[str, Any] = {"label_date": day, "served_model_version": None, "served_rows": None,
                            "served_auc": None, "auc_se": None, "holdout_auc": None, "auc_drop": None,
@@ -129,7 +129,7 @@ def performance(spec: DatasetSpec, settings: Settings, client: Any, name: str, d
     if not labelled.any():
         return {**out, "note": f"no labels for {day} yet"}
     keys = frame.loc[labelled, spec.entity_key].astype(str).tolist()
-    scores, version, source = served_scores(spec, settings, client, name, day, keys)
+    scores, version, source = served_scores(ctx, day, keys)
     have = [k in scores for k in keys]
     y_served = y[labelled][have]
     p_served = np.array([scores[k] for k in keys if k in scores])
@@ -155,8 +155,7 @@ def performance(spec: DatasetSpec, settings: Settings, client: Any, name: str, d
                            f"± {se:.3f} vs holdout {float(holdout):.3f}"}
 
 
-def check_drift(data_date: date, *, run_id: str = "cli", settings: Settings | None = None,
-                log: Any = print) -> dict[str, Any]:
+def check_drift(ctx: Pipeline, data_date: date, *, run_id: str = "cli", log: Any = print) -> dict[str, Any]:
     """Judge the day's drift against the champion, record it, and decide; returns a small summary.
 
     The summary's `retrain` says whether `nightly` should run, with `conf` (data date and reason).
@@ -164,10 +163,8 @@ def check_drift(data_date: date, *, run_id: str = "cli", settings: Settings | No
     import mlflow
 
     t0 = time.perf_counter()
-    settings = settings or get_settings()
-    spec = settings.spec()
-    client = configure(settings, spec.name)
-    name = settings.model_name(spec.name)
+    settings, spec = ctx.settings, ctx.spec
+    client, name = ctx.client, ctx.model_name
     policy = policy_of(settings)
     champion = aliases.alias_version(client, name, aliases.CHAMPION)
     if champion is None:
@@ -179,8 +176,8 @@ def check_drift(data_date: date, *, run_id: str = "cli", settings: Settings | No
     except FileNotFoundError as exc:
         raise ValueError(f"{exc}: ingest {data_date} before checking its drift") from exc
 
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{champion}")
-    ref = reference(client, name, champion, spec, settings, model)
+    model = mlflow.pyfunc.load_model(model_uri(name, champion))
+    ref = reference(ctx, champion, model)
     current = features_of(spec, raw)
     current[SCORE] = np.asarray(model.predict(raw[spec.raw_inputs]), dtype=float)
     numeric = [f.name for f in spec.monitored if f.kind == "numeric"]
@@ -191,8 +188,8 @@ def check_drift(data_date: date, *, run_id: str = "cli", settings: Settings | No
                       feature_share=policy.feature_share, num_threshold=settings.drift_num_threshold,
                       cat_threshold=settings.drift_cat_threshold, prediction_threshold=policy.prediction_threshold,
                       min_rows=settings.drift_min_rows, html=html)
-        perf = performance(spec, settings, client, name, data_date, policy, champion)
-        engine = store.get_engine(settings.store_uri)
+        perf = performance(ctx, data_date, policy, champion)
+        engine = ctx.engine
         past = drifthistory.recent(engine, dataset=spec.name, model_version=champion, before=data_date,
                                    days=policy.window_days)
         today = Window(data_date, found.data_drift, found.prediction_drift, perf["performance_drift"])
@@ -203,8 +200,8 @@ def check_drift(data_date: date, *, run_id: str = "cli", settings: Settings | No
         # One MLflow run per day and champion: a rerun of the day writes into the run it made before.
         earlier = mlflow.search_runs(filter_string=f"tags.kind = 'drift' and tags.data_date = '{data_date}' and "
                                                    f"tags.champion_version = '{champion}'",
-                                     max_results=1, output_format="list")
-        with mlflow.start_run(run_id=earlier[0].info.run_id if earlier else None,
+                                     experiment_ids=[ctx.experiment_id], max_results=1, output_format="list")
+        with mlflow.start_run(run_id=earlier[0].info.run_id if earlier else None, experiment_id=ctx.experiment_id,
                               run_name=None if earlier else f"drift {data_date}") as run:
             mlflow.set_tags({"kind": "drift", "dataset": spec.name, "data_date": data_date.isoformat(),
                              "champion_version": champion, "airflow_run_id": run_id,

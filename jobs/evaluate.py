@@ -20,29 +20,30 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from jobs.context import Pipeline
 from nightshift.metrics import auc_and_log_loss, slice_aucs
-from nightshift.settings import Settings, get_settings
+from nightshift.settings import Settings
 from nightshift.spec import DatasetSpec
 from registry import aliases
-from registry.gates import Decision, Metrics, Policy, Smoke, decide
-from registry.tracking import configure
+from registry.gates import Decision, HoldoutMetrics, Policy, Smoke, decide
+from registry.tracking import model_uri, run_model_uri
 
 from .train import load_window, windows
 
 
-def holdout_metrics(model_uri: str, spec: DatasetSpec, frame: pd.DataFrame, y: np.ndarray,
-                    min_slice_rows: int, prior: float | None = None) -> Metrics:
+def holdout_metrics(uri: str, spec: DatasetSpec, frame: pd.DataFrame, y: np.ndarray,
+                    min_slice_rows: int, prior: float | None = None) -> HoldoutMetrics:
     """AUC and log loss of a logged model on the holdout, overall and per slice.
 
     `prior` (the training base rate) adds the log loss of always predicting it, the bar to beat.
     """
-    p = np.asarray(mlflow.pyfunc.load_model(model_uri).predict(frame[spec.raw_inputs]), dtype=float)
+    p = np.asarray(mlflow.pyfunc.load_model(uri).predict(frame[spec.raw_inputs]), dtype=float)
     auc, ll = auc_and_log_loss(y, p)
     prior_ll = auc_and_log_loss(y, np.full(len(y), prior))[1] if prior is not None else None
-    return Metrics(auc, ll, prior_ll, slice_aucs(frame, spec.slices, y, p, min_slice_rows))
+    return HoldoutMetrics(auc, ll, prior_ll, slice_aucs(frame, spec.slices, y, p, min_slice_rows))
 
 
-def smoke_check(model_uri: str, sample: pd.DataFrame, settings: Settings) -> Smoke:
+def smoke_check(uri: str, sample: pd.DataFrame, settings: Settings) -> Smoke:
     """Load and predict in a fresh Python process; a failure is a result, not an exception."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sample.parquet"
@@ -50,7 +51,7 @@ def smoke_check(model_uri: str, sample: pd.DataFrame, settings: Settings) -> Smo
         env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri,
                "MLFLOW_REGISTRY_URI": settings.tracking_uri}
         try:
-            proc = subprocess.run([sys.executable, "-m", "registry.smoke", model_uri, str(path)], env=env,
+            proc = subprocess.run([sys.executable, "-m", "registry.smoke", uri, str(path)], env=env,
                                   capture_output=True, text=True, timeout=600)
         except subprocess.TimeoutExpired:
             return Smoke(loaded=False, error="timed out after 600 s")
@@ -68,15 +69,12 @@ def policy_for(spec: DatasetSpec, settings: Settings) -> Policy:
                   baseline_tolerance=settings.baseline_tolerance, latency_budget_ms=settings.latency_budget_ms)
 
 
-def evaluate(data_date: date, version: str, *, validation: str = "passed", mode: str | None = None,
-             override_reason: str | None = None, settings: Settings | None = None,
-             log: Any = print) -> dict[str, Any]:
+def evaluate(ctx: Pipeline, data_date: date, version: str, *, validation: str = "passed", mode: str | None = None,
+             override_reason: str | None = None, log: Any = print) -> dict[str, Any]:
     """Run the gates for a registered candidate and record the decision; returns {promote, label, ...}."""
     t0 = time.perf_counter()
-    settings = settings or get_settings()
-    spec = settings.spec()
-    client = configure(settings, spec.name)
-    name = settings.model_name(spec.name)
+    settings, spec = ctx.settings, ctx.spec
+    client, name = ctx.client, ctx.model_name
     mode = mode or settings.gate_mode
     override_reason = settings.override_reason if override_reason is None else override_reason
     mv = client.get_model_version(name, version)
@@ -92,14 +90,14 @@ def evaluate(data_date: date, version: str, *, validation: str = "passed", mode:
     frame, y, found = load_window(spec, settings, holdout_wanted, "holdout", 1)
     log(f"evaluating {name} v{version} on {len(frame)} holdout rows {found[0]}..{found[-1]}")
     prior = float(mv.tags["train_positive_rate"]) if "train_positive_rate" in mv.tags else None
-    candidate = holdout_metrics(f"models:/{name}/{version}", spec, frame, y, settings.min_slice_rows, prior)
+    candidate = holdout_metrics(model_uri(name, version), spec, frame, y, settings.min_slice_rows, prior)
     champion = None
     if champion_version is not None:
-        champion = holdout_metrics(f"models:/{name}/{champion_version}", spec, frame, y, settings.min_slice_rows)
+        champion = holdout_metrics(model_uri(name, champion_version), spec, frame, y, settings.min_slice_rows)
     baseline_run = mv.tags.get("baseline_run_id")
-    baseline = (holdout_metrics(f"runs:/{baseline_run}/model", spec, frame, y, settings.min_slice_rows)
+    baseline = (holdout_metrics(run_model_uri(baseline_run), spec, frame, y, settings.min_slice_rows)
                 if baseline_run else None)
-    smoke = smoke_check(f"models:/{name}/{version}", frame[spec.raw_inputs].head(settings.smoke_rows), settings)
+    smoke = smoke_check(model_uri(name, version), frame[spec.raw_inputs].head(settings.smoke_rows), settings)
 
     decision = decide(validation_passed=validation.startswith("passed"), candidate=candidate, champion=champion,
                       baseline=baseline, smoke=smoke, policy=policy_for(spec, settings), mode=mode,
@@ -112,7 +110,7 @@ def evaluate(data_date: date, version: str, *, validation: str = "passed", mode:
 
 
 def record(client: Any, name: str, version: str, decision: Decision, validation: str,
-           champion_version: str | None, candidate: Metrics, baseline: Metrics | None) -> None:
+           champion_version: str | None, candidate: HoldoutMetrics, baseline: HoldoutMetrics | None) -> None:
     """Tags on the model version and a JSON artifact on its run: the decision and all reasons."""
     tags = {
         "validation_result": validation[:5000],

@@ -6,15 +6,13 @@ import time
 from datetime import date
 from typing import Any
 
+from jobs.context import Pipeline
 from nightshift import offline
-from nightshift.settings import Settings, get_settings
 
 
-def ingest(start: date, end: date | None = None, *, settings: Settings | None = None,
-           log: Any = print) -> dict[str, Any]:
+def ingest(ctx: Pipeline, start: date, end: date | None = None, *, log: Any = print) -> dict[str, Any]:
     """Write the partitions of start..end (default: start only), replacing what was there."""
-    settings = settings or get_settings()
-    spec = settings.spec()
+    settings, spec = ctx.settings, ctx.spec
     end = end or start
     t0 = time.perf_counter()
     source = offline.load_source(spec, cache_dir=settings.home / "cache")

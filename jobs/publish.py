@@ -7,12 +7,11 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
-from nightshift import predstore, store
-from nightshift.settings import Settings, get_settings
+from jobs.context import Pipeline
+from nightshift import predstore
 
 
-def publish(scored: dict[str, Any], *, actor: str, settings: Settings | None = None,
-            log: Callable[[str], Any] = print) -> dict[str, Any]:
+def publish(ctx: Pipeline, scored: dict[str, Any], *, actor: str, log: Callable[[str], Any] = print) -> dict[str, Any]:
     """Load `score`'s output as a snapshot, make it the served one, apply retention; returns the snapshot.
 
     Until the final switch nothing is visible to readers; a failure before it leaves the served
@@ -20,8 +19,7 @@ def publish(scored: dict[str, Any], *, actor: str, settings: Settings | None = N
     """
     import pyarrow.dataset as pads
 
-    settings = settings or get_settings()
-    engine = store.get_engine(settings.store_uri)
+    settings, engine = ctx.settings, ctx.engine
     started = time.perf_counter()
     snapshot_id = predstore.begin_snapshot(
         engine, dataset=scored["dataset"], run_id=scored["run_id"], model_name=scored["model_name"],
@@ -43,16 +41,14 @@ def publish(scored: dict[str, Any], *, actor: str, settings: Settings | None = N
             "seconds": round(seconds, 2)}
 
 
-def follow_champion(version: str, *, actor: str, reason: str, settings: Settings | None = None,
+def follow_champion(ctx: Pipeline, version: str, *, actor: str, reason: str,
                     log: Callable[[str], Any] = print) -> dict[str, Any]:
     """Make the lookup serve scores of champion `version` when a complete snapshot of it is kept.
 
     Returns {"served": snapshot id or None, "stale": True when the lookup still serves another
     model's scores (no snapshot of `version` is kept: scoring must run), "message": what to tell}.
     """
-    settings = settings or get_settings()
-    dataset = settings.spec().name
-    engine = store.get_engine(settings.store_uri)
+    dataset, engine = ctx.dataset, ctx.engine
     snaps = predstore.list_snapshots(engine, dataset=dataset)
     served = next((s for s in snaps if s["served"]), None)
     if served is not None and served["model_version"] == str(version):

@@ -21,9 +21,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from jobs.context import Pipeline
 from nightshift import offline
 from nightshift.scoring import score_columns
-from nightshift.settings import Settings, get_settings
+from nightshift.settings import Settings
 from nightshift.spec import DatasetSpec
 
 
@@ -43,14 +44,12 @@ def scope_days(settings: Settings, spec: DatasetSpec, day: date | None) -> list[
     return found
 
 
-def champion_bundle(settings: Settings, dataset: str) -> dict[str, Any]:
+def champion_bundle(ctx: Pipeline) -> dict[str, Any]:
     """The champion's name, version, run id and a local copy of its bundle (downloaded once per version)."""
     from registry import aliases
     from registry.packaging import local_bundle
-    from registry.tracking import configure
 
-    client = configure(settings, dataset)
-    name = settings.model_name(dataset)
+    client, name, settings = ctx.client, ctx.model_name, ctx.settings
     version = aliases.alias_version(client, name, aliases.CHAMPION)
     if version is None:
         raise ValueError(f"{name} has no champion yet: run `nightly` (or `nightshift run`) until one is promoted")
@@ -104,13 +103,12 @@ def run_slug(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)[:150]
 
 
-def score(day: date | None, *, run_id: str, settings: Settings | None = None,
-          log: Callable[[str], Any] = print, spark: Any = None) -> dict[str, Any]:
+def score(ctx: Pipeline, day: date | None, *, run_id: str, log: Callable[[str], Any] = print,
+          spark: Any = None) -> dict[str, Any]:
     """Score the scope with the champion; returns a reference to the scored Parquet and its provenance."""
-    settings = settings or get_settings()
-    spec = settings.spec()
+    settings, spec = ctx.settings, ctx.spec
     days = scope_days(settings, spec, day)
-    model = champion_bundle(settings, spec.name)
+    model = champion_bundle(ctx)
     log(f"scoring {spec.name} {days[0]}..{days[-1]} ({len(days)} partitions) with "
         f"{model['model_name']} v{model['model_version']} on {settings.spark_master}")
     out = settings.home / "scores" / spec.name / run_slug(run_id)

@@ -16,15 +16,15 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from nightshift import offline, store
+from jobs.context import Pipeline
+from nightshift import offline
 from nightshift.features import Preprocessor
 from nightshift.metrics import auc_and_log_loss
-from nightshift.settings import Settings, get_settings
+from nightshift.settings import Settings
 from nightshift.spec import DatasetSpec
 from nightshift.version import code_version
 from registry import aliases
 from registry.packaging import log_scorer
-from registry.tracking import configure
 
 
 def windows(data_date: date, settings: Settings) -> tuple[list[date], list[date]]:
@@ -62,18 +62,16 @@ def training_params(settings: Settings, data_date: date) -> dict[str, Any]:
     }
 
 
-def retrain_due(data_date: date, *, reason: str = "", every_days: int | None = None,
-                settings: Settings | None = None) -> tuple[bool, str]:
+def retrain_due(ctx: Pipeline, data_date: date, *, reason: str = "", every_days: int | None = None
+                ) -> tuple[bool, str]:
     """(whether this run trains, why): always with a reason (drift, a person); else when there is no
     champion yet and the window has enough days, or the champion was trained `every_days` (default
     NIGHTSHIFT_RETRAIN_EVERY_DAYS) or more data days before; 0 = only with a reason."""
-    settings = settings or get_settings()
+    settings, spec = ctx.settings, ctx.spec
     every = settings.retrain_every_days if every_days is None else every_days
     if reason:
         return True, f"requested: {reason}"
-    spec = settings.spec()
-    client = configure(settings, spec.name)
-    name = settings.model_name(spec.name)
+    client, name = ctx.client, ctx.model_name
     champion = aliases.alias_version(client, name, aliases.CHAMPION)
     if champion is None:
         train_wanted, _ = windows(data_date, settings)
@@ -96,14 +94,12 @@ def retrain_due(data_date: date, *, reason: str = "", every_days: int | None = N
     return True, f"champion v{champion} was trained for {trained_for}, {age} day(s) before"
 
 
-def train(data_date: date, *, settings: Settings | None = None, actor: str = "cli", reason: str = "",
+def train(ctx: Pipeline, data_date: date, *, actor: str = "cli", reason: str = "",
           log: Any = print) -> dict[str, Any]:
     """Train (or reuse) the candidate for data_date; returns a small reference: version and run ids."""
     t0 = time.perf_counter()
-    settings = settings or get_settings()
-    spec = settings.spec()
-    client = configure(settings, spec.name)
-    name = settings.model_name(spec.name)
+    settings, spec = ctx.settings, ctx.spec
+    client, name = ctx.client, ctx.model_name
     train_wanted, holdout_wanted = windows(data_date, settings)
     train_df, y_train, train_found = load_window(spec, settings, train_wanted, "training", settings.min_train_days)
     holdout_df, y_hold, hold_found = load_window(spec, settings, holdout_wanted, "holdout", 1)
@@ -134,7 +130,7 @@ def train(data_date: date, *, settings: Settings | None = None, actor: str = "cl
 
     from nightshift.model import HGBScorer, MLPScorer, fit_mlp
 
-    with mlflow.start_run(run_name=f"mlp {data_date}") as mlp_run:
+    with mlflow.start_run(run_name=f"mlp {data_date}", experiment_id=ctx.experiment_id) as mlp_run:
         mlflow.set_tags({**tags, "model_kind": "mlp"})
         mlflow.log_params({**params, "train_rows": len(train_df), "holdout_rows": len(holdout_df)})
         fit = fit_mlp(num, cat, y_train, pre.cardinalities, max_epochs=settings.max_epochs,
@@ -154,7 +150,7 @@ def train(data_date: date, *, settings: Settings | None = None, actor: str = "cl
 
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    with mlflow.start_run(run_name=f"baseline {data_date}") as base_run:
+    with mlflow.start_run(run_name=f"baseline {data_date}", experiment_id=ctx.experiment_id) as base_run:
         mlflow.set_tags({**tags, "model_kind": "baseline"})
         mlflow.log_params(params)
         n_num = num.shape[1]
@@ -176,7 +172,7 @@ def train(data_date: date, *, settings: Settings | None = None, actor: str = "cl
               "train_positive_rate": f"{float(y_train.mean()):.6f}"},
         description=f"MLP trained for {data_date} on {interval}")
     v = str(version.version)
-    aliases.move_alias(client, store.get_engine(settings.store_uri), name=name, alias=aliases.CHALLENGER, version=v,
+    aliases.move_alias(client, ctx.engine, name=name, alias=aliases.CHALLENGER, version=v,
                        actor=actor, reason=f"new candidate for {data_date}")
     log(f"registered {name} v{v} as challenger")
     return {"version": v, "run_id": mlp_run.info.run_id, "baseline_run_id": base_run.info.run_id,

@@ -6,58 +6,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
-    Column,
-    Date,
-    DateTime,
     Engine,
-    Float,
-    Integer,
-    String,
-    Table,
-    Text,
     delete,
     insert,
     select,
 )
 
-from nightshift.store import metadata
-
-drift_history = Table(
-    "drift_history",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("dataset", String(100), nullable=False, index=True),
-    Column("data_date", Date, nullable=False),
-    Column("run_id", String(250), nullable=False),
-    Column("model_name", String(200), nullable=False),
-    Column("model_version", String(20), nullable=False),  # the champion the day was judged against
-    Column("rows", Integer, nullable=False),
-    Column("reference_rows", Integer, nullable=False),
-    Column("features", Integer, nullable=False),
-    Column("drifted_features", Integer),  # None: too few rows to judge
-    Column("drift_share", Float),
-    Column("drifted_names", Text),
-    Column("data_drift", Boolean),
-    Column("prediction_drift_score", Float),
-    Column("prediction_drift", Boolean),
-    Column("label_date", Date),
-    Column("served_model_version", String(20)),
-    Column("served_rows", Integer),
-    Column("served_auc", Float),
-    Column("auc_se", Float),  # the served AUC's standard error: drops within twice it are noise
-    Column("holdout_auc", Float),
-    Column("auc_drop", Float),
-    Column("performance_drift", Boolean),  # None: no labels or nothing served for label_date
-    Column("retrain", Boolean, nullable=False),
-    Column("cooldown", Boolean, nullable=False),  # drift held, but the cooldown stopped the retrain
-    Column("override", Boolean),  # retrained inside a cooldown (severe performance drift)
-    Column("reason", Text, nullable=False),
-    Column("report_uri", Text),
-    Column("triggered_run_id", String(250)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    sqlite_autoincrement=True,
-)
+from nightshift.tables import drift_history
 
 
 def record(engine: Engine, row: dict[str, Any]) -> None:

@@ -1,7 +1,9 @@
-"""The one feature transform: derive hook, then fitted imputation, scaling and category codes.
+"""The feature transform: derive hook, then fitted imputation, scaling and category codes.
 
-Training, Spark scoring and the real-time endpoint all call `Preprocessor.transform`; the fitted
-state is plain JSON and travels inside the logged model.
+Training, Spark scoring and the real-time endpoint all use the one fitted `Preprocessor`: frames
+through `transform`, row dicts (the real-time path) through `transform_records`, which gives the
+same output without building a frame per column. The fitted state is plain JSON and travels inside
+the logged model.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ class Preprocessor:
 
         Columns are read once each and the arithmetic runs on whole matrices: the real-time endpoint
         transforms small batches, where per-column pandas calls cost more than the data (5 ms for
-        20 rows before, bench/realtime_bench.py). `reference_transform` is the plain definition.
+        20 rows before, bench/realtime_bench.py). tests/unit/test_features.py holds it equal to the plain
+        per-column definition.
         """
         frame = self.derive(frame)
         n = len(frame)
@@ -131,20 +134,6 @@ class Preprocessor:
             codes: dict[Any, int] = self._codes(col)  # looked up with None too (never a key: code 0)
             column = read[col] if col in read else [r.get(col) for r in rows]
             cat[:, j] = [codes.get(v if v is None or isinstance(v, str) else _as_text(v), 0) for v in column]
-        return num, cat
-
-    def reference_transform(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """The transform's plain per-column definition (tests hold `transform` equal to it)."""
-        frame = self.derive(frame)
-        num = np.empty((len(frame), len(self.numeric)), dtype=np.float32)
-        for j, col in enumerate(self.numeric):
-            values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
-            values = np.where(np.isnan(values), self.medians[col], values)
-            num[:, j] = (values - self.means[col]) / self.stds[col]
-        cat = np.zeros((len(frame), len(self.categorical)), dtype=np.int64)
-        for j, col in enumerate(self.categorical):
-            codes = pd.Index(self.vocab[col]).get_indexer(frame[col].astype("string").fillna("\0"))
-            cat[:, j] = codes + 1
         return num, cat
 
     def _numeric_stats(self) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The PyTorch model (category embeddings + scaled numerics -> MLP) and its seeded training loop."""
+"""The PyTorch model (category embeddings + scaled numerics -> MLP), its seeded training loop, and the
+scorers (MLP and the HistGradientBoosting baseline) with the one forward pass every consumer uses."""
 
 from __future__ import annotations
 
@@ -61,26 +62,19 @@ def pick_device(wanted: str = "auto") -> torch.device:
 
 
 def fit_mlp(num: np.ndarray, cat: np.ndarray, y: np.ndarray, cardinalities: list[int], *,
-            val_fraction: float = 0.1, val_split: str = "tail", max_epochs: int = 30, patience: int = 3,
+            val_fraction: float = 0.1, max_epochs: int = 30, patience: int = 3,
             batch_size: int = 1024, lr: float = 2e-3, seed: int = 13, device: str = "auto",
             log: Any = print) -> FitResult:
-    """Train with early stopping on a validation split; mixed precision (bf16) on CUDA.
+    """Train with early stopping on the newest rows; mixed precision (bf16) on CUDA.
 
-    Rows come in time order: `val_split="tail"` (default) holds out the newest rows, which is what
-    the model will face next (on the flights summer this beat a random split by up to 0.05 AUC);
-    "random" holds out a seeded random share.
+    Rows come in time order, and the newest `val_fraction` of them is the validation split: that is
+    what the model will face next (on the flights summer this beat a random split by up to 0.05 AUC,
+    bench/val_split.py).
     """
-    if val_split not in ("tail", "random"):
-        raise ValueError(f"val_split must be 'tail' or 'random', got {val_split!r}")
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     dev = pick_device(device)
     n_val = max(1, int(len(y) * val_fraction))
-    if val_split == "tail":
-        val_idx, tr_idx = np.arange(len(y) - n_val, len(y)), np.arange(len(y) - n_val)
-    else:
-        order = rng.permutation(len(y))
-        val_idx, tr_idx = order[:n_val], order[n_val:]
+    val_idx, tr_idx = np.arange(len(y) - n_val, len(y)), np.arange(len(y) - n_val)
 
     def tensors(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return (torch.as_tensor(num[idx], device=dev), torch.as_tensor(cat[idx], device=dev),
@@ -130,27 +124,52 @@ def fit_mlp(num: np.ndarray, cat: np.ndarray, y: np.ndarray, cardinalities: list
                      time.perf_counter() - start)
 
 
+def resolve_precision(wanted: str, device: str) -> str:
+    """The precision a model runs at: always fp32 on CPU; on CUDA `auto` is bf16 (within 0.01 of fp32)."""
+    if device != "cuda":
+        return "fp32"
+    return "bf16" if wanted == "auto" else wanted
+
+
 class MLPScorer:
-    """A fitted preprocessor and MLP that score raw rows; loads on CUDA when available."""
+    """A fitted preprocessor and MLP: raw rows in, probabilities out; the one forward pass of every consumer.
+
+    Training's holdout, the MLflow pyfunc, Spark's workers and the real-time endpoint (in its own
+    process or not) all score through `scores`: frames via `predict_proba`, row dicts via
+    `predict_records`. On CUDA the weights can be cast to bf16 or fp16 (`precision`).
+    """
 
     def __init__(self, preprocessor: Any, state_dict: dict[str, Any], config: dict[str, Any],
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", precision: str = "fp32") -> None:
         self.pre = preprocessor
         self.device = pick_device(device)
+        self.precision = resolve_precision(precision, self.device.type)
         self.model = TabularMLP(int(config["n_numeric"]), list(config["cardinalities"]))
         self.model.load_state_dict(state_dict)
-        self.model.to(self.device).eval()
+        self._dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+        self.model.to(self.device, dtype=self._dtype).eval()
+
+    def scores(self, num: np.ndarray, cat: np.ndarray) -> np.ndarray:
+        """Probabilities (float32) of transformed rows: the forward pass."""
+        with torch.inference_mode():
+            x = torch.as_tensor(num, device=self.device).to(self._dtype)
+            logits = self.model(x, torch.as_tensor(cat, device=self.device))
+            return torch.sigmoid(logits.float()).cpu().numpy()  # type: ignore[no-any-return]
 
     def predict_proba(self, frame: Any) -> np.ndarray:
-        """Probability of the positive class for each raw row."""
-        num, cat = self.pre.transform(frame)
-        with torch.inference_mode():
-            logits = self.model(torch.as_tensor(num, device=self.device), torch.as_tensor(cat, device=self.device))
-            return torch.sigmoid(logits).float().cpu().numpy().astype(np.float64)
+        """Probability of the positive class for each raw row of a frame (float64, as MLflow returns it)."""
+        return self.scores(*self.pre.transform(frame)).astype(np.float64)
+
+    def predict_records(self, rows: Any) -> np.ndarray:
+        """Probabilities (float32) of raw rows given as dicts (the real-time path: no frame per column)."""
+        return self.scores(*self.pre.transform_records(rows))
 
 
 class HGBScorer:
     """The scikit-learn HistGradientBoosting baseline behind the same preprocessor."""
+
+    device = torch.device("cpu")
+    precision = "fp32"
 
     def __init__(self, preprocessor: Any, estimator: Any) -> None:
         self.pre = preprocessor
@@ -161,9 +180,17 @@ class HGBScorer:
         """Feature matrix for the tree model: numerics, then category codes (marked categorical)."""
         return np.hstack([num, cat.astype(np.float32)])
 
-    def predict_proba(self, frame: Any) -> np.ndarray:
-        num, cat = self.pre.transform(frame)
+    def scores(self, num: np.ndarray, cat: np.ndarray) -> np.ndarray:
+        """Probabilities (float64, as scikit-learn computes them) of transformed rows."""
         return np.asarray(self.estimator.predict_proba(self.design(num, cat))[:, 1], dtype=np.float64)
+
+    def predict_proba(self, frame: Any) -> np.ndarray:
+        """Probability of the positive class for each raw row of a frame (float64)."""
+        return self.scores(*self.pre.transform(frame))
+
+    def predict_records(self, rows: Any) -> np.ndarray:
+        """Probabilities (float32) of raw rows given as dicts."""
+        return self.scores(*self.pre.transform_records(rows)).astype(np.float32)
 
 
 def save_bundle(path: Any, scorer: MLPScorer | HGBScorer) -> None:
@@ -174,8 +201,8 @@ def save_bundle(path: Any, scorer: MLPScorer | HGBScorer) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "preprocessor.json").write_text(scorer.pre.to_json())
     if isinstance(scorer, MLPScorer):
-        torch.save({"config": _config_of(scorer.model), "state_dict": scorer.model.state_dict()},
-                   folder / "mlp.pt")
+        weights = {k: v.detach().float().cpu() for k, v in scorer.model.state_dict().items()}
+        torch.save({"config": _config_of(scorer.model), "state_dict": weights}, folder / "mlp.pt")
     else:
         import joblib
 
@@ -190,7 +217,7 @@ def _config_of(model: TabularMLP) -> dict[str, Any]:
     return {"n_numeric": first.in_features - n_emb, "cardinalities": [e.num_embeddings for e in embeddings]}
 
 
-def load_bundle(path: Any, device: str = "auto") -> MLPScorer | HGBScorer:
+def load_bundle(path: Any, device: str = "auto", precision: str = "fp32") -> MLPScorer | HGBScorer:
     """Read a scorer written by save_bundle (the MLP lands on CUDA when available under 'auto')."""
     from pathlib import Path
 
@@ -200,7 +227,7 @@ def load_bundle(path: Any, device: str = "auto") -> MLPScorer | HGBScorer:
     pre = Preprocessor.from_json((folder / "preprocessor.json").read_text())
     if (folder / "mlp.pt").exists():
         saved = torch.load(folder / "mlp.pt", map_location="cpu", weights_only=True)
-        return MLPScorer(pre, saved["state_dict"], saved["config"], device=device)
+        return MLPScorer(pre, saved["state_dict"], saved["config"], device=device, precision=precision)
     import joblib
 
     return HGBScorer(pre, joblib.load(folder / "hgb.joblib"))

@@ -1,7 +1,7 @@
 """The prediction log: every real-time prediction (inputs, outputs, model, latency, fallback) in the
 SQL store, so that drift and performance checks can use served traffic.
 
-The real-time endpoint appends rows off the request path (`serving/predlog_writer.py` batches them
+The real-time endpoint appends rows off the request path (`serving/realtime/predlog_writer.py` batches them
 from a queue); this module owns the table and the plain functions that write and read it.
 """
 
@@ -11,45 +11,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Boolean,
-    Column,
-    DateTime,
-    Engine,
-    Float,
-    Integer,
-    String,
-    Table,
-    Text,
-    bindparam,
-    insert,
-    select,
-)
+from sqlalchemy import Engine, bindparam, insert, select
 
-from nightshift.store import metadata
-
-ROLES = ("champion", "canary", "shadow")  # who computed the row: served champion, canary challenger, shadow
-SOURCES = ("model", "prediction_store")  # what answered: the model, or the batch prediction (fallback)
-
-prediction_log = Table(
-    "prediction_log",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False, index=True),
-    Column("dataset", String(100), nullable=False),
-    Column("request_id", String(40), nullable=False),
-    Column("entity_key", String(200)),
-    Column("inputs", Text, nullable=False),  # the row's raw features as JSON
-    Column("score", Float),
-    Column("label", Boolean),
-    Column("model_name", String(200)),
-    Column("model_version", String(20)),
-    Column("role", String(20), nullable=False),
-    Column("source", String(20), nullable=False),
-    Column("returned", Boolean, nullable=False),  # False for shadow rows: logged, never sent back
-    Column("latency_ms", Float),
-    sqlite_autoincrement=True,
-)
+from nightshift.tables import prediction_log
 
 
 def append(engine: Engine, rows: Sequence[dict[str, Any]]) -> int:

@@ -23,16 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    Date,
-    DateTime,
     Engine,
-    Float,
-    Integer,
-    String,
-    Table,
     Text,
     and_,
     any_,
@@ -49,50 +40,15 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from nightshift import store
-from nightshift.store import metadata
+from nightshift.tables import prediction_snapshots as snapshots
+from nightshift.tables import predictions
+from nightshift.tables import served_snapshot as served
 
 WRITING, COMPLETE = "writing", "complete"
 SERVED_ALIAS = "served_snapshot"  # how served-snapshot switches appear in the audit trail
 
-snapshots = Table(
-    "prediction_snapshots",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("dataset", String(100), nullable=False, index=True),
-    Column("run_id", String(250), nullable=False),  # the scoring run; a rerun replaces its snapshot
-    Column("model_name", String(200), nullable=False),
-    Column("model_version", String(20), nullable=False),
-    Column("model_run_id", String(64)),  # the MLflow run that trained the model
-    Column("data_start", Date),
-    Column("data_end", Date),
-    Column("row_count", BigInteger),
-    Column("status", String(12), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("scored_at", DateTime(timezone=True)),
-    Column("published_at", DateTime(timezone=True)),
-    sqlite_autoincrement=True,  # ids are never reused: readers cache snapshot rows by id
-)
 
-predictions = Table(
-    "predictions",
-    metadata,
-    Column("snapshot_id", Integer, primary_key=True),
-    # Byte-order keys on PostgreSQL: its primary-key build sorts with memcmp and abbreviated keys instead
-    # of the locale's strcoll (10M keys: 8 s instead of 12 s); lookups only ever test equality.
-    Column("entity_key", Text().with_variant(Text(collation="C"), "postgresql"), primary_key=True),
-    Column("score", Float(precision=24), nullable=False),  # REAL: the model computes in float32
-    Column("label", Boolean, nullable=False),
-    postgresql_partition_by="LIST (snapshot_id)",
-    sqlite_with_rowid=False,
-)
 
-served = Table(
-    "served_snapshot",
-    metadata,
-    Column("dataset", String(100), primary_key=True),
-    Column("snapshot_id", Integer, nullable=False),
-    Column("switched_at", DateTime(timezone=True), nullable=False),
-)
 
 
 class SnapshotError(ValueError):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -47,17 +46,6 @@ def scoring_date_of(context: Mapping[str, Any]) -> date | None:
         return data_date_of(context)
     except ValueError:
         return None
-
-
-@contextmanager
-def bad_input_fails_fast() -> Iterator[None]:
-    """In an Airflow task: bad data or parameters (ValueError) fail at once, since retrying cannot help."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    try:
-        yield
-    except ValueError as exc:
-        raise AirflowFailException(str(exc)) from exc
 
 
 def actor_of(context: Mapping[str, Any]) -> str:

@@ -1,5 +1,7 @@
-"""Scoring raw rows with a model bundle: the piece Spark's Python workers, the in-process baseline
-and the real-time endpoint share. No Spark import here: workers import it to score Arrow batches.
+"""Scoring Arrow batches with a model bundle inside Spark's Python workers (jobs/score.py's UDF body).
+
+Each worker loads the bundle once and keeps it for every batch and task it runs; the scores come
+from the scorer's one forward pass (nightshift/model.py), as everywhere else.
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-
-OUTPUT_SCHEMA = pa.schema([("entity_key", pa.string()), ("score", pa.float32()), ("label", pa.bool_())])
 
 # One scorer per bundle per process: a Spark Python worker loads the model once and keeps it for
 # every batch and task it runs (Spark reuses its Python workers).
@@ -30,17 +30,6 @@ def cached_scorer(bundle_dir: str | Path, threads: int | None = 1) -> Any:
             torch.set_num_threads(threads)
         _SCORERS[key] = load_bundle(key, device="cpu")
     return _SCORERS[key]
-
-
-def score_batch(scorer: Any, batch: pa.RecordBatch | pa.Table, *, key: str, threshold: float) -> pa.RecordBatch:
-    """(entity_key, score, label) for every row of an Arrow batch of raw inputs."""
-    frame = batch.drop_columns([key]).to_pandas()  # the key never goes through pandas (10M strings: seconds)
-    proba = np.asarray(scorer.predict_proba(frame), dtype=np.float32)
-    keys = batch.column(key)
-    if isinstance(keys, pa.ChunkedArray):
-        keys = keys.combine_chunks()
-    return pa.record_batch([keys.cast(pa.string()), pa.array(proba, pa.float32()), pa.array(proba >= threshold)],
-                           schema=OUTPUT_SCHEMA)
 
 
 def score_columns(batches: Iterator[tuple[pa.Array, ...]], *, bundle: str, names: list[str]) -> Iterator[pa.Array]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from nightshift.spec import DatasetSpec, load_spec
 
 GateMode = Literal["enforce", "dry_run", "override"]
+GATE_MODES: tuple[str, ...] = get_args(GateMode)  # the one list of gate modes (settings, gates, DAG params, CLI)
 
 
 class Settings(BaseSettings):
@@ -94,7 +95,7 @@ class Settings(BaseSettings):
     lookup_api_key: SecretStr | None = None  # set it to require the X-API-Key header
     lookup_max_keys: int = Field(1000, ge=1)  # most keys one batch lookup may ask for
 
-    # The real-time endpoint (serving/realtime.py).
+    # The real-time endpoint (serving/realtime/).
     realtime_device: Literal["auto", "cpu", "cuda"] = "auto"
     # auto: bf16 on CUDA (scores stay within 0.01 of fp32, tests/integration/test_realtime_cuda.py), fp32 on CPU.
     realtime_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -103,9 +104,8 @@ class Settings(BaseSettings):
     # clients (1.07-1.48x the rows/s of delay 0, with lower p50 and p99; BENCHMARKS.md).
     realtime_max_delay_ms: float = Field(2.0, ge=0, le=1000)
     # Where batches run: "process": each model in its own child process (the event loop keeps only
-    # the HTTP work, however slow the model); "loop": on the event loop; "thread": in a worker thread
-    # of the server (GIL hand-offs: 14% fewer rows/s than "loop"). BENCHMARKS.md compares them.
-    realtime_inference: Literal["process", "loop", "thread"] = "process"
+    # the HTTP work, however slow the model); "loop": on the event loop. BENCHMARKS.md compares them.
+    realtime_inference: Literal["process", "loop"] = "process"
     realtime_max_rows: int = Field(1000, ge=1)  # most rows one request may send
     # PyTorch threads for CPU inference. Batches of a few dozen rows gain nothing from more: the
     # extra threads spin on the cores the event loop and the clients need (1 thread: 8-35% more

@@ -17,14 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    Column,
-    DateTime,
     Engine,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
     create_engine,
     desc,
     event,
@@ -35,30 +28,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-metadata = MetaData()
-
-alias_audit = Table(
-    "alias_audit",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("model_name", String(200), nullable=False, index=True),
-    Column("alias", String(50), nullable=False),
-    Column("from_version", String(20)),
-    Column("to_version", String(20)),
-    Column("actor", String(300), nullable=False),
-    Column("reason", Text, nullable=False),
-)
+from nightshift.tables import alias_audit, metadata
 
 
 class StoreNotReady(RuntimeError):
     """The store's tables do not exist yet: `nightshift init` has not run against this URL."""
-
-
-def _register_tables() -> None:
-    import nightshift.drifthistory  # noqa: F401  (their tables live in this metadata)
-    import nightshift.predlog  # noqa: F401
-    import nightshift.predstore  # noqa: F401
 
 
 def _new_engine(url: str) -> Engine:
@@ -114,7 +88,6 @@ def migration_lock(url: str) -> Iterator[None]:
 
 def init_store(url: str) -> list[str]:
     """Create the store's missing tables, once, under the migration lock; returns the tables it created."""
-    _register_tables()
     with migration_lock(url):
         engine = _new_engine(url)
         try:
@@ -129,7 +102,6 @@ def init_store(url: str) -> list[str]:
 
 def missing_tables(engine: Engine) -> list[str]:
     """The store's tables that do not exist in the database of `engine`."""
-    _register_tables()
     existing = set(inspect(engine).get_table_names())
     return [t.name for t in metadata.sorted_tables if t.name not in existing]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-MODES = ("enforce", "dry_run", "override")
+from nightshift.settings import GATE_MODES
 
 
 @dataclass(frozen=True)
-class Metrics:
+class HoldoutMetrics:
     """Holdout metrics of one model; `slices` maps "column=value" to AUC on that slice."""
 
     auc: float
@@ -84,11 +84,12 @@ class Decision:
         return {**asdict(self), "label": self.label}
 
 
-def decide(*, validation_passed: bool, candidate: Metrics, champion: Metrics | None, baseline: Metrics | None,
-           smoke: Smoke, policy: Policy, mode: str = "enforce", override_reason: str = "") -> Decision:
+def decide(*, validation_passed: bool, candidate: HoldoutMetrics, champion: HoldoutMetrics | None,
+           baseline: HoldoutMetrics | None, smoke: Smoke, policy: Policy, mode: str = "enforce",
+           override_reason: str = "") -> Decision:
     """Apply every gate; with no champion yet only the floors, the baseline and the smoke check apply."""
-    if mode not in MODES:
-        raise ValueError(f"gate mode must be one of {MODES}, got {mode!r}")
+    if mode not in GATE_MODES:
+        raise ValueError(f"gate mode must be one of {', '.join(GATE_MODES)}, got {mode!r}")
     if mode == "override" and not override_reason.strip():
         raise ValueError("gate mode 'override' needs a written override reason")
     reasons: list[str] = []

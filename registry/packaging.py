@@ -16,6 +16,7 @@ from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 
 from nightshift.model import HGBScorer, MLPScorer, load_bundle, save_bundle
+from registry.tracking import model_uri
 
 
 class NightshiftPyfunc(PythonModel):  # type: ignore[misc]
@@ -58,7 +59,7 @@ def local_bundle(home: Path, name: str, version: str) -> Path:
         staging = target.parent / f".v{version}-{uuid.uuid4().hex}"
         try:
             # models:/ resolves through the registry URI that registry.tracking.configure set.
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}",
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri(name, version),
                                                              dst_path=str(staging)))
             found = next(local.rglob("preprocessor.json"), None)
             if found is None:

@@ -62,7 +62,7 @@ def init_tracking(settings: Settings, datasets: list[str]) -> None:
         _check_ready.cache_clear()
     client = connect(settings)
     for dataset in datasets:
-        _ensure_experiment(client, settings, dataset)
+        ensure_experiment(client, settings, dataset)
 
 
 def connect(settings: Settings) -> MlflowClient:
@@ -79,11 +79,11 @@ def connect(settings: Settings) -> MlflowClient:
 def configure(settings: Settings, dataset: str) -> MlflowClient:
     """`connect`, make sure the dataset's experiment exists and is the active one, return a client."""
     client = connect(settings)
-    mlflow.set_experiment(experiment_id=_ensure_experiment(client, settings, dataset))
+    mlflow.set_experiment(experiment_id=ensure_experiment(client, settings, dataset))
     return client
 
 
-def _ensure_experiment(client: MlflowClient, settings: Settings, dataset: str) -> str:
+def ensure_experiment(client: MlflowClient, settings: Settings, dataset: str) -> str:
     """The id of the dataset's experiment, created if missing (another process may create it meanwhile)."""
     name = experiment_name(settings, dataset)
     found = client.get_experiment_by_name(name)
@@ -96,6 +96,16 @@ def _ensure_experiment(client: MlflowClient, settings: Settings, dataset: str) -
         if found is None:
             raise
         return str(found.experiment_id)
+
+
+def model_uri(name: str, version: str) -> str:
+    """The MLflow URI of a registered version (the one place these URIs are built)."""
+    return f"models:/{name}/{version}"
+
+
+def run_model_uri(run_id: str, artifact: str = "model") -> str:
+    """The MLflow URI of a model logged in a run (the baseline is logged, not registered)."""
+    return f"runs:/{run_id}/{artifact}"
 
 
 def experiment_name(settings: Settings, dataset: str) -> str:

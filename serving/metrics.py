@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
-class Metrics(Collector):
+class ServiceMetrics(Collector):
     """Request latency histogram (by method and route template) and request counter (also by status)."""
 
     def __init__(self, prefix: str, buckets: tuple[float, ...] = BUCKETS) -> None:
@@ -69,7 +69,7 @@ class Metrics(Collector):
 class MetricsMiddleware:
     """Times every HTTP request and counts it by route template (not raw path: keys would explode it)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
         self.metrics = metrics
 

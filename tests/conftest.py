@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs.context import Pipeline
 from nightshift.settings import Settings, get_settings
 from nightshift.spec import load_spec
 
@@ -62,7 +63,7 @@ def ingested(settings: Settings) -> Settings:
     """The tiny dataset's 90 days in the offline store."""
     from jobs.ingest import ingest
 
-    ingest(date(2013, 1, 1), date(2013, 3, 31), settings=settings, log=lambda *_: None)
+    ingest(Pipeline(settings), date(2013, 1, 1), date(2013, 3, 31), log=lambda *_: None)
     return settings
 
 
@@ -74,10 +75,10 @@ def train_champion(s: Settings, day: date) -> str:
     from jobs.train import train
 
     init_home(s)
-    ingest(date(2013, 1, 1), date(2013, 3, 31), settings=s, log=_quiet)
-    candidate = train(day, settings=s, actor="test", log=_quiet)
-    assert evaluate(day, candidate["version"], settings=s, log=_quiet)["promote"]
-    promote(candidate["version"], actor="test", settings=s, log=_quiet)
+    ingest(Pipeline(s), date(2013, 1, 1), date(2013, 3, 31), log=_quiet)
+    candidate = train(Pipeline(s), day, actor="test", log=_quiet)
+    assert evaluate(Pipeline(s), day, candidate["version"], log=_quiet)["promote"]
+    promote(Pipeline(s), candidate["version"], actor="test", log=_quiet)
     return str(candidate["version"])
 
 
@@ -109,9 +110,13 @@ def drop_pg_database(url: str) -> None:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    """A fresh PostgreSQL database holding an initialised SQL store, for one test; dropped afterwards."""
+    from nightshift import store
+
     url = create_pg_database("nightshift_test")
+    store.init_store(url)
     yield url
+    store.get_engine.cache_clear()
     drop_pg_database(url)
 
 

@@ -1,23 +1,20 @@
 """Data-quality gate: a Great Expectations suite generated from the dataset spec, run on a partition.
 
-Each run gets its own GX project folder (home/gx/<dataset>/<date>), so its Data Docs hold exactly
-that validation; the docs are logged to MLflow and a failure names every failed expectation.
+`run_suite` validates a frame in its own GX project folder, so its Data Docs hold exactly that
+validation, and returns a report that names every failed expectation (jobs/validate.py runs it on
+a day's partition and logs the report and the Data Docs to MLflow).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import time
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from nightshift import offline
-from nightshift.settings import Settings, get_settings
 from nightshift.spec import DatasetSpec
 
 NUMERIC_TYPES = ["int8", "int16", "int32", "int64", "Int64", "float16", "float32", "float64", "Float64"]
@@ -139,44 +136,3 @@ def run_suite(spec: DatasetSpec, frame: pd.DataFrame, project_dir: Path, run_nam
     evaluated = sum(len(r.results) for r in result.run_results.values())
     docs = next(project_dir.rglob("data_docs/local_site/index.html"), None)
     return Report(passed=bool(result.success), evaluated=evaluated, failures=_failures(result), docs_index=docs)
-
-
-def validate(data_date: date, *, settings: Settings | None = None, log: Any = print) -> dict[str, Any]:
-    """Validate the data date's partition; log the Data Docs to MLflow; raise ValidationFailed on failure."""
-    t0 = time.perf_counter()
-    settings = settings or get_settings()
-    spec = settings.spec()
-    frame = offline.read_partition(settings.offline_dir, spec.name, data_date)
-    project = settings.home / "gx" / spec.name / data_date.isoformat()
-    report = run_suite(spec, frame, project, run_name=f"{spec.name}-{data_date.isoformat()}")
-    docs_uri = _log_to_mlflow(settings, spec, data_date, report)
-    log(f"validation of {spec.name} {data_date} {report.summary()}")
-    log(f"Data Docs: {report.docs_index} (MLflow: {docs_uri})")
-    if not report.passed:
-        raise ValidationFailed(f"{spec.name} partition {data_date} failed validation; nothing will be trained or "
-                               f"promoted.\n{report.summary()}\nData Docs: {report.docs_index}")
-    return {"passed": True, "summary": report.summary(), "docs": str(report.docs_index),
-            "seconds": time.perf_counter() - t0}
-
-
-def _log_to_mlflow(settings: Settings, spec: DatasetSpec, data_date: date, report: Report) -> str:
-    """One MLflow run per dataset and date (reused on rerun) holding the result and the Data Docs."""
-    import mlflow
-
-    from registry.tracking import configure
-
-    client = configure(settings, spec.name)
-    experiment = mlflow.get_experiment_by_name(f"{settings.registry_prefix}{spec.name}")
-    assert experiment is not None
-    found = client.search_runs([experiment.experiment_id],
-                               f"tags.kind = 'validation' and tags.data_date = '{data_date.isoformat()}'")
-    run_id = found[0].info.run_id if found else None
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"validate {data_date}") as run:
-        mlflow.set_tags({"kind": "validation", "dataset": spec.name, "data_date": data_date.isoformat(),
-                         "validation_result": "passed" if report.passed else "failed"})
-        mlflow.log_metrics({"expectations_evaluated": report.evaluated,
-                            "expectations_failed": len(report.failures)})
-        mlflow.log_text(report.summary(), "validation_summary.txt")
-        if report.docs_index is not None:
-            mlflow.log_artifacts(str(report.docs_index.parent), "data_docs")
-        return f"{run.info.artifact_uri}/data_docs/index.html"

@@ -1,0 +1,1 @@
+"""Python loaders and derive hooks of the bundled datasets (a spec names them as `module:function`)."""

@@ -9,6 +9,7 @@ import pandas as pd
 import yaml
 from mlflow import MlflowClient
 
+from jobs.context import Pipeline
 from jobs.ingest import ingest
 from nightshift.settings import Settings
 from nightshift.spec import load_spec
@@ -61,7 +62,7 @@ def test_clean_day_promotes_then_corrupted_day_stops_at_validation(airflow_home:
     assert assert_lookup_serves_every_entity(ingested, model_version=champion) == served  # unchanged
 
     # Putting the good data back and rerunning the day succeeds (the partition is replaced, not appended).
-    ingest(pd.Timestamp("2013-02-20").date(), settings=ingested, log=lambda *_: None)
+    ingest(Pipeline(ingested), pd.Timestamp("2013-02-20").date(), log=lambda *_: None)
     again = run_dag(airflow_home, home, "nightly", "2013-02-20")
     assert again["state"] == "success", again["log"][-4000:]
 

@@ -43,7 +43,10 @@ def test_nightly_structure(airflow_home, monkeypatch):  # type: ignore[no-untype
     outlets = [o.uri for o in dag.get_task("promote").outlets]
     assert outlets == ["nightshift://registry/champion"]
     assert set(dag.params.keys()) == {"data_date", "gate_mode", "override_reason", "reason", "retrain_every_days"}
-    assert dag.params.get_param("gate_mode").schema["enum"] == ["enforce", "dry_run", "override"]
+    assert dag.params.get_param("gate_mode").schema["enum"] == [None, "enforce", "dry_run", "override"]
+    # The Trigger form sends an empty field as null: every Param takes it (empty = the default behaviour).
+    for name in dag.params.keys():
+        dag.params.get_param(name).resolve(None)  # raises ParamValidationError if null is refused
 
 
 def test_scoring_structure(airflow_home, monkeypatch):  # type: ignore[no-untyped-def]

@@ -21,8 +21,8 @@ import pytest
 from mlflow import MlflowClient
 
 from nightshift import offline, predstore, store
-from nightshift.airflow_api import AirflowAPI
 from nightshift.settings import Settings
+from ops.airflow_api import AirflowAPI
 from registry import aliases
 from tests.conftest import create_pg_database, drop_pg_database, tiny_env
 from tests.dags.conftest import airflow_env

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from jobs.context import Pipeline
 from jobs.drift import check_drift
 from nightshift import drifthistory, offline, predlog, store
 from nightshift.settings import Settings, get_settings
@@ -83,7 +84,7 @@ def history(s: Settings) -> list[dict]:  # type: ignore[type-arg]
 
 
 def run(s: Settings, day: date) -> dict:  # type: ignore[type-arg]
-    return check_drift(day, run_id=f"test-{day}", settings=s, log=quiet)
+    return check_drift(Pipeline(s), day, run_id=f"test-{day}", log=quiet)
 
 
 def test_unchanged_days_never_retrain_on_postgres(home: Settings, pg_url: str, monkeypatch: pytest.MonkeyPatch
@@ -182,7 +183,7 @@ def test_a_day_without_labels_yet_skips_performance_drift(home: Settings) -> Non
 def test_no_champion_yet_is_a_skip_not_a_failure(settings: Settings) -> None:
     from jobs.ingest import ingest
 
-    ingest(date(2013, 1, 1), date(2013, 1, 3), settings=settings, log=quiet)
-    out = check_drift(date(2013, 1, 3), settings=settings, log=quiet)
+    ingest(Pipeline(settings), date(2013, 1, 1), date(2013, 1, 3), log=quiet)
+    out = check_drift(Pipeline(settings), date(2013, 1, 3), log=quiet)
     assert out == {**out, "retrain": False, "skipped": "no champion yet"}
     assert history(settings) == []

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from nightshift import predstore, store
 from nightshift.settings import Settings, get_settings
 from serving.lookup import create_app
-from serving.reader import StoreReader
+from serving.store_reader import StoreReader
 from tests.conftest import create_pg_database, drop_pg_database
 
 KEYS = [f"EV{i:04d}-EWR-20130701-0600" for i in range(50)]
@@ -100,7 +100,7 @@ def test_found_batch_404_and_422(lookup_settings: Settings) -> None:
                            headers={"content-type": "application/json"}).status_code == 422
         too_long = client.get("/v1/predictions/" + "x" * 201)
         assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == ["path", "entity_key"]
-        # Served by a plain Starlette route (serving/routes.py), still documented with its parameter.
+        # Served by a plain Starlette route (serving/http.py), still documented with its parameter.
         documented = client.get("/openapi.json").json()["paths"]["/v1/predictions/{entity_key}"]["get"]
         assert [p["name"] for p in documented["parameters"]] == ["entity_key"]
 

@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 from mlflow import MlflowClient
 
+from jobs.context import Pipeline
 from jobs.evaluate import evaluate
 from jobs.ingest import ingest
 from jobs.promote import promote, rollback
@@ -51,51 +52,51 @@ def test_train_gate_promote_rerun_override_and_rollback(backend: Settings) -> No
     client = MlflowClient(s.tracking_uri, s.tracking_uri)
     name = "nightshift-tiny"
 
-    first = train(D1, settings=s, actor="test", log=quiet)
+    first = train(Pipeline(s), D1, actor="test", log=quiet)
     assert aliases.alias_version(client, name, "challenger") == first["version"]
-    decision = evaluate(D1, first["version"], settings=s, log=quiet)
+    decision = evaluate(Pipeline(s), D1, first["version"], log=quiet)
     assert decision["label"] == "promoted", decision
     tags = client.get_model_version(name, first["version"]).tags
     for key in ("data_interval", "data_fingerprint", "code_version", "validation_result", "gate_decision",
                 "gate_reason", "train_positive_rate"):
         assert tags.get(key), key
     assert "no champion yet" in tags["gate_reasons"]
-    promote(first["version"], actor="test", settings=s, log=quiet)
+    promote(Pipeline(s), first["version"], actor="test", log=quiet)
     assert aliases.alias_version(client, name, "champion") == first["version"]
     assert aliases.alias_version(client, name, "challenger") is None
 
     # A rerun of the same date (data re-ingested, same content) reuses the version: no duplicates.
-    ingest(D1, settings=s, log=quiet)
-    again = train(D1, settings=s, actor="test", log=quiet)
+    ingest(Pipeline(s), D1, log=quiet)
+    again = train(Pipeline(s), D1, actor="test", log=quiet)
     assert again["reused"] and again["version"] == first["version"]
     # ...and gating the champion again decides nothing and leaves its recorded decision alone.
-    rerun = evaluate(D1, again["version"], mode="dry_run", settings=s, log=quiet)
+    rerun = evaluate(Pipeline(s), D1, again["version"], mode="dry_run", log=quiet)
     assert rerun["label"] == "champion" and not rerun["promote"]
     assert client.get_model_version(name, first["version"]).tags["gate_decision"] == "promoted"
     assert versions(s) == [first["version"]]
     assert len(list(offline.partition_dir(s.offline_dir, "tiny", D1).iterdir())) == 1
 
     # dry_run decides and records, promotes nothing; the promote step refuses it.
-    second = train(D2, settings=s, actor="test", log=quiet)
-    dry = evaluate(D2, second["version"], mode="dry_run", settings=s, log=quiet)
+    second = train(Pipeline(s), D2, actor="test", log=quiet)
+    dry = evaluate(Pipeline(s), D2, second["version"], mode="dry_run", log=quiet)
     assert dry["label"] == "dry_run" and not dry["promote"]
     assert "vs champion" in client.get_model_version(name, second["version"]).tags["gate_reasons"]
     with pytest.raises(RuntimeError, match="gate decision 'dry_run'"):
-        promote(second["version"], settings=s, log=quiet)
+        promote(Pipeline(s), second["version"], log=quiet)
     assert aliases.alias_version(client, name, "champion") == first["version"]
 
     # A manual override needs a reason, which is recorded on the version and in the audit trail.
     with pytest.raises(ValueError, match="override reason"):
-        evaluate(D2, second["version"], mode="override", override_reason="", settings=s, log=quiet)
-    forced = evaluate(D2, second["version"], mode="override", override_reason="INC-7: ship the fix",
-                      settings=s, log=quiet)
+        evaluate(Pipeline(s), D2, second["version"], mode="override", override_reason="", log=quiet)
+    forced = evaluate(Pipeline(s), D2, second["version"], mode="override", override_reason="INC-7: ship the fix",
+                      log=quiet)
     assert forced["promote"]
     assert client.get_model_version(name, second["version"]).tags["override_reason"] == "INC-7: ship the fix"
-    promote(second["version"], actor="ana", reason="INC-7: ship the fix", settings=s, log=quiet)
+    promote(Pipeline(s), second["version"], actor="ana", reason="INC-7: ship the fix", log=quiet)
     assert aliases.alias_version(client, name, "champion") == second["version"]
     assert aliases.alias_version(client, name, "previous") == first["version"]
 
-    out = rollback(actor="ana", reason="bad canary", settings=s, log=quiet)
+    out = rollback(Pipeline(s), actor="ana", reason="bad canary", log=quiet)
     assert out == {"from_version": second["version"], "to_version": first["version"]}
     assert aliases.alias_version(client, name, "champion") == first["version"]
     assert aliases.alias_version(client, name, "previous") == second["version"]
@@ -109,26 +110,26 @@ def test_train_gate_promote_rerun_override_and_rollback(backend: Settings) -> No
 
 def test_failed_gate_promotes_nothing_and_says_why(ingested: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     s = ingested
-    first = train(D1, settings=s, log=quiet)
-    evaluate(D1, first["version"], settings=s, log=quiet)
-    promote(first["version"], settings=s, log=quiet)
+    first = train(Pipeline(s), D1, log=quiet)
+    evaluate(Pipeline(s), D1, first["version"], log=quiet)
+    promote(Pipeline(s), first["version"], log=quiet)
     # An impossible latency budget makes the operational gate fail for the next candidate.
     monkeypatch.setenv("NIGHTSHIFT_LATENCY_BUDGET_MS", "0.0001")
     get_settings.cache_clear()
     s2 = get_settings()
-    second = train(D2, settings=s2, log=quiet)
+    second = train(Pipeline(s2), D2, log=quiet)
     lines: list[str] = []
-    decision = evaluate(D2, second["version"], settings=s2, log=lines.append)
+    decision = evaluate(Pipeline(s2), D2, second["version"], log=lines.append)
     assert decision["label"] == "rejected" and not decision["promote"]
     assert "FAIL: predict latency" in lines[-1]
     client = MlflowClient(s.tracking_uri, s.tracking_uri)
     assert "predict latency" in client.get_model_version("nightshift-tiny", second["version"]).tags["gate_reason"]
     with pytest.raises(RuntimeError, match="gate decision 'rejected'"):
-        promote(second["version"], settings=s2, log=quiet)
+        promote(Pipeline(s2), second["version"], log=quiet)
     assert aliases.alias_version(client, "nightshift-tiny", "champion") == first["version"]
 
 
 def test_too_little_history_is_a_clear_error(settings: Settings) -> None:
-    ingest(date(2013, 1, 1), date(2013, 1, 3), settings=settings, log=quiet)
+    ingest(Pipeline(settings), date(2013, 1, 1), date(2013, 1, 3), log=quiet)
     with pytest.raises(ValueError, match="needs at least 5; ingest those dates first"):
-        train(date(2013, 1, 3), settings=settings, log=quiet)
+        train(Pipeline(settings), date(2013, 1, 3), log=quiet)

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 from sqlalchemy import Engine, func, select
 
+from jobs.context import Pipeline
 from nightshift import predstore, store
 from nightshift.settings import Settings
 from tests.conftest import ROOT, create_pg_database, drop_pg_database
@@ -99,7 +100,7 @@ def test_reads_during_back_to_back_publishes_never_come_back_empty(store_url: st
     """
     import asyncio
 
-    from serving.reader import StoreReader
+    from serving.store_reader import StoreReader
 
     engine = store.get_engine(store_url)
     keys = [f"k{i:03d}" for i in range(100)]
@@ -271,15 +272,15 @@ def test_the_served_snapshot_follows_the_champion_or_says_it_does_not(settings: 
         ids[version] = sid
     said: list[str] = []
     # A rollback to v1: its kept snapshot is served again, audited.
-    out = follow_champion("1", actor="test", reason="rollback: bad canary", settings=settings, log=said.append)
+    out = follow_champion(Pipeline(settings), "1", actor="test", reason="rollback: bad canary", log=said.append)
     assert out == {"served": ids["1"], "stale": False, "message": said[-1]}
     assert predstore.current_snapshot(engine, dataset="tiny")["id"] == ids["1"]
     assert store.alias_history(engine, model_name="predictions:tiny", limit=1)[0]["reason"].startswith(
         "follows champion v1: rollback: bad canary")
     # Already served: nothing moves.
-    assert follow_champion("1", actor="test", reason="again", settings=settings, log=said.append)["stale"] is False
+    assert follow_champion(Pipeline(settings), "1", actor="test", reason="again", log=said.append)["stale"] is False
     # A champion with no kept snapshot: the lookup keeps serving v1's scores, and the message says so plainly.
-    out = follow_champion("3", actor="test", reason="promoted", settings=settings, log=said.append)
+    out = follow_champion(Pipeline(settings), "3", actor="test", reason="promoted", log=said.append)
     assert out["stale"] and out["served"] == ids["1"]
     assert f"still serves snapshot {ids['1']}, scores of v1, not of champion v3" in out["message"]
     assert "nightshift score" in out["message"]

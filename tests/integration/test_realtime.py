@@ -23,12 +23,14 @@ import pytest
 from fastapi import FastAPI
 from mlflow import MlflowClient
 
+from jobs.context import Pipeline
 from jobs.train import train
 from nightshift import offline, predlog, predstore, store
 from nightshift.settings import Settings, get_settings
 from registry import aliases
 from registry.packaging import NightshiftPyfunc, local_bundle
 from serving.realtime import canary_share, create_app
+from serving.realtime.models import OwnProcessModel
 from tests.conftest import create_pg_database, drop_pg_database, tiny_env, train_champion
 from tests.integration.faults import MARKER
 
@@ -49,7 +51,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     get_settings.cache_clear()
     s = get_settings()
     first = train_champion(s, D1)
-    second = train(D2, settings=s, actor="test", log=quiet)
+    second = train(Pipeline(s), D2, actor="test", log=quiet)
     assert (first, second["version"]) == ("1", "2")
     store.get_engine.cache_clear()
     os.environ.clear()
@@ -139,7 +141,7 @@ async def wait_until(check: Any, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.parametrize("inference", ["process", "loop", "thread"])
+@pytest.mark.parametrize("inference", ["process", "loop"])
 def test_answers_match_the_registered_model_and_concurrent_callers_get_their_own_rows(home: Settings,
                                                                                      inference: str) -> None:
     s = home.model_copy(update={"realtime_max_delay_ms": 5.0, "realtime_max_batch": 32,
@@ -225,12 +227,12 @@ def test_too_many_rows_and_invalid_json_are_422(home: Settings) -> None:
 def test_swap_under_concurrent_load_fails_no_request(home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     s = home
     batch = rows(s, 64)
-    monkeypatch.setattr("serving.models.RETIRE_SECONDS", 0.5)
+    monkeypatch.setattr("serving.realtime.models.RETIRE_SECONDS", 0.5)
 
     async def main() -> None:
         async with serving(s) as (app, client):
-            old = app.state.models.champion
-            assert old._process is not None and old._process.alive  # the default: the model in its own process
+            old = app.state.realtime.manager.champion
+            assert isinstance(old, OwnProcessModel) and old.alive  # the default: the model in its own process
             seen: list[str] = []
             failures: list[Any] = []
             stop = asyncio.Event()
@@ -248,7 +250,7 @@ def test_swap_under_concurrent_load_fails_no_request(home: Settings, monkeypatch
             await asyncio.to_thread(set_alias, s, "champion", "2")
 
             async def swapped() -> bool:
-                return app.state.models.champion.version == "2" and seen[-20:].count("2") == 20
+                return app.state.realtime.manager.champion.version == "2" and seen[-20:].count("2") == 20
 
             await wait_until(swapped)
             await asyncio.sleep(0.3)
@@ -262,10 +264,10 @@ def test_swap_under_concurrent_load_fails_no_request(home: Settings, monkeypatch
             assert 'nightshift_realtime_model_events_total{alias="champion",event="swap"} 2.0' in metrics
 
             async def retired() -> bool:  # the replaced model's process ends after the grace period
-                return not old._process.alive
+                return not old.alive
 
             await wait_until(retired)
-        assert not app.state.models.champion._process.alive  # and at shutdown, the serving one's
+        assert not app.state.realtime.manager.champion.alive  # and at shutdown, the serving one's
 
     run(main())
 
@@ -277,15 +279,20 @@ def test_a_model_process_that_dies_is_started_again(home: Settings) -> None:
 
     async def main() -> None:
         async with serving(s) as (app, client):
-            dead = app.state.models.champion
-            os.kill(dead._process.pid, signal.SIGKILL)
-            await asyncio.to_thread(dead._process.join)
+            dead = app.state.realtime.manager.champion
+            assert isinstance(dead, OwnProcessModel)
+            os.kill(dead.process.pid, signal.SIGKILL)
+
+            async def gone() -> bool:
+                return not dead.alive
+
+            await wait_until(gone)
             # Until the poll has started it again, keyed rows get the batch prediction.
             answer = (await client.post("/v1/predict", json={"rows": batch})).json()["predictions"]
             assert all(a["fallback"] and a["source"] == "prediction_store" and a["score"] == 0.75 for a in answer)
 
             async def restarted() -> bool:
-                model = app.state.models.champion
+                model = app.state.realtime.manager.champion
                 return model is not dead and model.alive
 
             await wait_until(restarted)
@@ -305,7 +312,7 @@ def test_a_model_that_fails_to_load_leaves_the_old_one_serving(home: Settings) -
             await asyncio.to_thread(set_alias, s, "champion", broken)
 
             async def failed() -> bool:
-                return "champion" in app.state.models.last_error
+                return "champion" in app.state.realtime.manager.last_error
 
             await wait_until(failed)
             answer = (await client.post("/v1/predict", json={"rows": batch})).json()["predictions"]
@@ -396,6 +403,8 @@ def test_canary_split_is_stable_per_key_and_near_the_set_share(home: Settings) -
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_prediction_log_and_shadow_on_both_stores(home: Settings, backend: str) -> None:
     url = create_pg_database("ns_predlog") if backend == "postgres" else None
+    if url:
+        store.init_store(url)
     s = home.model_copy(update={"realtime_shadow": True, **({"store_url": url} if url else {})})
     batch = rows(s, 30)
     try:

@@ -21,7 +21,7 @@ from nightshift.features import Preprocessor
 from nightshift.model import MLPScorer, fit_mlp, save_bundle
 from nightshift.settings import Settings
 from nightshift.spec import load_spec
-from serving.models import LoadedModel
+from serving.realtime.scorer import load_scorer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA GPU; CPU machines run the endpoint's CPU path (test_realtime.py)")
@@ -54,14 +54,15 @@ def rows() -> list[dict[str, Any]]:
 
 def test_bf16_on_cuda_stays_within_tolerance_of_fp32(bundle: Path) -> None:
     spec = load_spec("tiny")
-    cpu = LoadedModel.load(bundle, name="t", version="1", alias="champion", spec=spec, device="cpu")
-    gpu = LoadedModel.load(bundle, name="t", version="1", alias="champion", spec=spec, device="cuda")
-    assert (cpu.device, cpu.precision) == ("cpu", "fp32") and (gpu.device, gpu.precision) == ("cuda", "bf16")
+    cpu = load_scorer(bundle, spec, device="cpu", precision="auto")
+    gpu = load_scorer(bundle, spec, device="cuda", precision="auto")
+    assert (cpu.device.type, cpu.precision) == ("cpu", "fp32") and (gpu.device.type, gpu.precision) == ("cuda", "bf16")
     batch = rows()
-    diff = np.abs(cpu.predict(batch) - gpu.predict(batch))
+    diff = np.abs(cpu.predict_records(batch) - gpu.predict_records(batch))
     assert diff.max() <= TOLERANCE, f"bf16 moved a score by {diff.max():.4f}"
     for size in (1, 7, 64):  # batch shapes the batcher makes
-        np.testing.assert_allclose(gpu.predict(batch[:size]), cpu.predict(batch[:size]), atol=TOLERANCE)
+        np.testing.assert_allclose(gpu.predict_records(batch[:size]), cpu.predict_records(batch[:size]),
+                                   atol=TOLERANCE)
 
 
 def test_endpoint_serves_from_the_gpu(bundle: Path, tmp_path: Path) -> None:
@@ -72,8 +73,7 @@ def test_endpoint_serves_from_the_gpu(bundle: Path, tmp_path: Path) -> None:
     s = Settings(home=tmp_path / "home", dataset="tiny", realtime_bundle_dir=bundle, realtime_max_delay_ms=2.0,
                  realtime_log_predictions=False)
     batch = rows()[:100]
-    expected = LoadedModel.load(bundle, name="t", version="1", alias="champion", spec=load_spec("tiny"),
-                                device="cpu").predict(batch)
+    expected = load_scorer(bundle, load_spec("tiny"), device="cpu", precision="auto").predict_records(batch)
 
     async def main() -> None:
         app = create_app(s)

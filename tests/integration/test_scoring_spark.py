@@ -18,6 +18,7 @@ import pandas as pd
 import pyspark
 import pytest
 
+from jobs.context import Pipeline
 from jobs.publish import publish
 from jobs.score import score
 from nightshift import offline, predstore, store
@@ -66,7 +67,7 @@ def expected(champion_home: Settings) -> pd.Series:
 
 def test_scoring_before_any_champion_fails_clearly(ingested: Settings) -> None:
     with pytest.raises(ValueError, match="nightshift-tiny has no champion yet"):
-        score(D, run_id="manual__x", settings=ingested, log=quiet)
+        score(Pipeline(ingested), D, run_id="manual__x", log=quiet)
 
 
 def assert_scores_match(scored: dict[str, object], expected: pd.Series, threshold: float) -> None:
@@ -80,12 +81,12 @@ def assert_scores_match(scored: dict[str, object], expected: pd.Series, threshol
 def test_local_spark_scores_every_row_like_the_registered_model(champion_home: Settings,
                                                                 expected: pd.Series) -> None:
     s = champion_home
-    scored = score(D, run_id="manual__local", settings=s, log=quiet)
+    scored = score(Pipeline(s), D, run_id="manual__local", log=quiet)
     assert scored["rows"] == 5400
     assert (scored["data_start"], scored["data_end"], scored["model_version"]) == ("2013-01-01", "2013-03-31", "1")
     assert_scores_match(scored, expected, s.spec().target.threshold)
 
-    snap = publish(scored, actor="test", settings=s, log=quiet)
+    snap = publish(Pipeline(s), scored, actor="test", log=quiet)
     engine = store.get_engine(s.store_uri)
     found = predstore.lookup(engine, dataset="tiny", keys=expected.index.tolist())
     assert len(found) == 5400 and {r["snapshot_id"] for r in found.values()} == {snap["snapshot_id"]}
@@ -99,7 +100,7 @@ def test_readme_load_model_line_in_the_stack_shell_scores_like_the_lookup(champi
 
     s = champion_home
     if predstore.current_snapshot(store.get_engine(s.store_uri), dataset="tiny") is None:
-        publish(score(D, run_id="manual__readme", settings=s, log=quiet), actor="test", settings=s, log=quiet)
+        publish(Pipeline(s), score(Pipeline(s), D, run_id="manual__readme", log=quiet), actor="test", log=quiet)
     row = all_rows(s).iloc[7]
     with TestClient(create_app(s)) as client:
         served = client.get(f"/v1/predictions/{row['id']}").json()
@@ -183,7 +184,7 @@ def test_scoring_on_a_standalone_master_and_worker(champion_home: Settings, expe
     monkeypatch.setenv("NIGHTSHIFT_SPARK_DRIVER_MEMORY", "1g")
     get_settings.cache_clear()
     s = get_settings()
-    scored = score(D, run_id="manual__cluster", settings=s, log=quiet)
+    scored = score(Pipeline(s), D, run_id="manual__cluster", log=quiet)
     assert scored["rows"] == 5400
     # The executors ran on the worker: it made an application folder with their logs.
     apps = [p for p in work.iterdir() if p.name.startswith("app-")]

@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from jobs.context import Pipeline
+from jobs.validate import validate
 from nightshift import offline
 from nightshift.settings import Settings
-from validation.suite import ValidationFailed, validate
+from validation.suite import ValidationFailed
 
 DAY = date(2013, 2, 10)
 
@@ -55,7 +57,7 @@ def test_corrupted_partition_fails_with_named_expectation(ingested: Settings, ho
     good = offline.read_partition(ingested.offline_dir, "tiny", DAY)
     offline.write_partition(ingested.offline_dir, "tiny", DAY, corrupt(good, how))
     with pytest.raises(ValidationFailed) as err:
-        validate(DAY, settings=ingested, log=lambda *_: None)
+        validate(Pipeline(ingested), DAY, log=lambda *_: None)
     message = str(err.value)
     for text in named:
         assert text in message, message
@@ -63,7 +65,7 @@ def test_corrupted_partition_fails_with_named_expectation(ingested: Settings, ho
 
 
 def test_clean_partition_passes_and_keeps_data_docs(ingested: Settings) -> None:
-    out = validate(DAY, settings=ingested, log=lambda *_: None)
+    out = validate(Pipeline(ingested), DAY, log=lambda *_: None)
     assert out["passed"] and out["summary"].startswith("passed:")
     assert out["docs"].endswith("index.html")
     html = open(out["docs"]).read()

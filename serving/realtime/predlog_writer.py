@@ -9,7 +9,7 @@ throughput on 2 cores: the thread's SQLAlchemy and JSON work held the GIL the ev
 or in the pipe, new entries are dropped and counted, so a slow store never slows or fails
 predictions; the counts are in /metrics. Closing flushes what is queued and waits for the insert.
 
-    python -m serving.predlog_writer STORE_URL DATASET   (started by PredictionLogWriter)
+    python -m serving.realtime.predlog_writer STORE_URL DATASET   (started by PredictionLogWriter)
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class PredictionLogWriter:
     async def start(self) -> None:
         """Start the writer process and the periodic flush."""
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "serving.predlog_writer", self.store_url, self.dataset,
+            sys.executable, "-m", "serving.realtime.predlog_writer", self.store_url, self.dataset,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             # Its own session: a SIGTERM or Ctrl+C sent to the server's process group must not kill it
             # before it has written what the server hands it while shutting down; it ends at stdin's end.

@@ -96,10 +96,6 @@ class ModelProcess:
     def pid(self) -> int | None:
         return self._proc.pid
 
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the child to end."""
-        self._proc.join(timeout)
-
     async def close(self, timeout: float = 10.0) -> None:
         """Let the child end once the batch in flight (if any) is answered, and wait for it."""
         async with self._lock:
@@ -120,23 +116,22 @@ def _serve(conn: Connection, bundle: str, spec: DatasetSpec, device: str, precis
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import torch
 
-    from serving.models import LoadedModel
+    from serving.realtime.scorer import load_scorer
 
     torch.set_num_threads(threads)
     try:
-        model = LoadedModel.load(Path(bundle), name=Path(bundle).name, version="", alias="", spec=spec,
-                                 device=device, precision=precision)
+        model = load_scorer(Path(bundle), spec, device=device, precision=precision)
     except Exception as exc:  # noqa: BLE001  (reported to the server, which keeps its old model)
         conn.send((False, f"{type(exc).__name__}: {exc}"))
         return
-    conn.send((True, (model.device, model.precision)))
+    conn.send((True, (model.device.type, model.precision)))
     while True:
         try:
             rows = conn.recv()
         except (EOFError, OSError):
             return
         try:
-            answer: tuple[bool, Any] = (True, model.predict(rows))
+            answer: tuple[bool, Any] = (True, model.predict_records(rows))
         except Exception as exc:  # noqa: BLE001  (the server answers these rows another way)
             answer = (False, f"{type(exc).__name__}: {exc}")
         conn.send(answer)

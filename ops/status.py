@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobs.context import Pipeline
 from nightshift import store
-from nightshift.settings import Settings, get_settings
 from registry import aliases
-from registry.tracking import configure, experiment_name
 
 
-def collect(*, runs: int = 8, settings: Settings | None = None) -> dict[str, Any]:
+def collect(ctx: Pipeline, *, runs: int = 8) -> dict[str, Any]:
     """Everything `nightshift status` shows."""
-    settings = settings or get_settings()
-    spec = settings.spec()
-    client = configure(settings, spec.name)
-    name = settings.model_name(spec.name)
+    settings, spec, client, name = ctx.settings, ctx.spec, ctx.client, ctx.model_name
     alias_rows = []
     for alias in (aliases.CHAMPION, aliases.CHALLENGER, aliases.PREVIOUS):
         version = aliases.alias_version(client, name, alias)
@@ -28,17 +24,14 @@ def collect(*, runs: int = 8, settings: Settings | None = None) -> dict[str, Any
                      "gate_decision": v.tags.get("gate_decision", "pending"), "gate_mode": v.tags.get("gate_mode", ""),
                      "gate_reason": v.tags.get("override_reason") or v.tags.get("gate_reason", "")}
                     for v in versions]
-    experiment = client.get_experiment_by_name(experiment_name(settings, spec.name))
     run_rows = []
-    if experiment is not None:
-        for r in client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"],
-                                    max_results=runs):
-            auc = r.data.metrics.get("holdout_auc")
-            run_rows.append({"started": f"{r.info.start_time and _ts(r.info.start_time)}",
-                             "name": r.info.run_name or "", "kind": r.data.tags.get("model_kind")
-                             or r.data.tags.get("kind", ""), "status": r.info.status,
-                             "auc": f"{auc:.4f}" if auc is not None else ""})
-    audit = store.alias_history(store.get_engine(settings.store_uri), model_name=name, limit=20)
+    for r in client.search_runs([ctx.experiment_id], order_by=["attributes.start_time DESC"], max_results=runs):
+        auc = r.data.metrics.get("holdout_auc")
+        run_rows.append({"started": f"{r.info.start_time and _ts(r.info.start_time)}",
+                         "name": r.info.run_name or "", "kind": r.data.tags.get("model_kind")
+                         or r.data.tags.get("kind", ""), "status": r.info.status,
+                         "auc": f"{auc:.4f}" if auc is not None else ""})
+    audit = store.alias_history(ctx.engine, model_name=name, limit=20)
     return {"model": name, "dataset": spec.name, "tracking_uri": settings.tracking_uri, "aliases": alias_rows,
             "versions": version_rows, "runs": run_rows, "audit": audit}
 

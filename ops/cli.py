@@ -1,4 +1,7 @@
-"""`nightshift`: run each pipeline step outside Airflow for a date, roll back, and show status."""
+"""`nightshift`: the operator's command. Set up the stores, run each pipeline step outside Airflow for a
+date (or the whole nightly run: jobs/nightly.py, as the DAG runs it), trigger DAG runs through
+Airflow's REST API, move and roll back the champion, and show status. Each command builds one
+pipeline context (jobs/context.py) and hands it to the steps it runs."""
 
 from __future__ import annotations
 
@@ -15,11 +18,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from nightshift.settings import GATE_MODES
+
 app = typer.Typer(help="Nightshift: validate, train, gate, promote and inspect tabular models.",
                   no_args_is_help=True, add_completion=False)
 console = Console()
 
 Day = Annotated[str, typer.Argument(help="Data date, YYYY-MM-DD")]
+GATE_MODE_HELP = "gate mode: " + ", ".join(GATE_MODES) + " (default: NIGHTSHIFT_GATE_MODE, enforce)"
 
 
 def _quiet() -> None:
@@ -34,6 +40,13 @@ def _day(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a date of the form YYYY-MM-DD") from None
+
+
+def _ctx() -> Any:
+    """The pipeline context of this command (settings from the environment)."""
+    from jobs.context import Pipeline
+
+    return Pipeline.of()
 
 
 def _log(msg: str) -> None:
@@ -82,7 +95,7 @@ def ingest(day: Day, end: Annotated[str | None, typer.Option(help="Last date of 
     from jobs.ingest import ingest as run
 
     try:
-        run(_day(day), _day(end) if end else None, log=_log)
+        run(_ctx(), _day(day), _day(end) if end else None, log=_log)
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
 
@@ -91,11 +104,11 @@ def ingest(day: Day, end: Annotated[str | None, typer.Option(help="Last date of 
 def validate(day: Day) -> None:
     """Run the Great Expectations suite on the day's partition."""
     _quiet()
+    from jobs.validate import validate as run
     from validation.suite import ValidationFailed
-    from validation.suite import validate as run
 
     try:
-        run(_day(day), log=_log)
+        run(_ctx(), _day(day), log=_log)
     except (ValidationFailed, FileNotFoundError) as exc:
         _fail(exc)
 
@@ -107,7 +120,7 @@ def train(day: Day, reason: Annotated[str, typer.Option(help="Why: recorded on t
     from jobs.train import train as run
 
     try:
-        out = run(_day(day), actor=_actor(), reason=reason, log=_log)
+        out = run(_ctx(), _day(day), actor=_actor(), reason=reason, log=_log)
     except ValueError as exc:
         _fail(exc)
     console.print(f"candidate: version {out['version']}" + (" (reused)" if out["reused"] else ""))
@@ -115,7 +128,7 @@ def train(day: Day, reason: Annotated[str, typer.Option(help="Why: recorded on t
 
 @app.command()
 def evaluate(day: Day, version: Annotated[str, typer.Option(help="Model version to gate")],
-             mode: Annotated[str | None, typer.Option(help="enforce, dry_run or override")] = None,
+             mode: Annotated[str | None, typer.Option(help=GATE_MODE_HELP)] = None,
              override_reason: Annotated[str | None, typer.Option(help="Required with --mode override")] = None
              ) -> None:
     """Run the gates for a version and record the decision."""
@@ -123,7 +136,7 @@ def evaluate(day: Day, version: Annotated[str, typer.Option(help="Model version 
     from jobs.evaluate import evaluate as run
 
     try:
-        decision = run(_day(day), version, mode=mode, override_reason=override_reason, log=_log)
+        decision = run(_ctx(), _day(day), version, mode=mode, override_reason=override_reason, log=_log)
     except ValueError as exc:
         _fail(exc)
     _print_decision(decision)
@@ -137,18 +150,19 @@ def promote(version: str, reason: Annotated[str, typer.Option(help="Recorded in 
     _quiet()
     from jobs.promote import promote as run
 
+    ctx = _ctx()
     try:
-        run(version, actor=_actor(), reason=reason, log=_log)
+        run(ctx, version, actor=_actor(), reason=reason, log=_log)
     except RuntimeError as exc:
         _fail(exc)
-    _follow(version, reason or "promoted", score)
+    _follow(ctx, version, reason or "promoted", score)
 
 
-def _follow(version: str, reason: str, score: bool) -> None:
+def _follow(ctx: Any, version: str, reason: str, score: bool) -> None:
     """After an alias move: serve a kept snapshot of the champion, or score with it, or say plainly it is stale."""
     from jobs.publish import follow_champion
 
-    out = follow_champion(version, actor=_actor(), reason=reason, log=lambda _: None)
+    out = follow_champion(ctx, version, actor=_actor(), reason=reason, log=lambda _: None)
     if not out["stale"]:
         _log(out["message"])
         return
@@ -160,68 +174,64 @@ def _follow(version: str, reason: str, score: bool) -> None:
 
     _log(f"no snapshot of v{version} is kept: scoring with it")
     try:
-        publish(do_score(None, run_id=f"cli__{datetime.now():%Y%m%dT%H%M%S}", log=_log), actor=_actor(), log=_log)
+        publish(ctx, do_score(ctx, None, run_id=f"cli__{datetime.now():%Y%m%dT%H%M%S}", log=_log), actor=_actor(),
+                log=_log)
     except ValueError as exc:
         _fail(exc)
 
 
 @app.command("run")
-def run_all(day: Day, mode: Annotated[str | None, typer.Option(help="enforce, dry_run or override")] = None,
+def run_all(day: Day, mode: Annotated[str | None, typer.Option(help=GATE_MODE_HELP)] = None,
             override_reason: Annotated[str | None, typer.Option(help="Required with --mode override")] = None,
-            reason: Annotated[str, typer.Option(help="Why: recorded on the candidate")] = "") -> None:
-    """Every step of the nightly pipeline for one date, in order, with progress."""
+            reason: Annotated[str, typer.Option(help="Why: recorded on the candidate; a run with a reason always "
+                                                    "trains")] = "",
+            retrain_every_days: Annotated[int | None, typer.Option(help="Overrides NIGHTSHIFT_RETRAIN_EVERY_DAYS "
+                                                                       "for this run")] = None) -> None:
+    """Every step of a nightly run for one date, in order, with progress: what the `nightly` DAG does."""
     _quiet()
     from rich.progress import Progress
 
-    from jobs.evaluate import evaluate as do_evaluate
-    from jobs.ingest import ingest as do_ingest
-    from jobs.promote import promote as do_promote
-    from jobs.train import train as do_train
+    from jobs.nightly import STEPS, NightlyRun, Skipped, run_nightly
     from validation.suite import ValidationFailed
-    from validation.suite import validate as do_validate
 
-    d = _day(day)
+    run = NightlyRun(day=_day(day), actor=_actor(), reason=reason, gate_mode=mode, override_reason=override_reason,
+                     retrain_every_days=retrain_every_days)
     with Progress(console=console, transient=False) as progress:
-        bar = progress.add_task(f"nightly {d}", total=5)
+        bar = progress.add_task(f"nightly {run.day}", total=len(STEPS))
+
+        def advance(step: str) -> None:
+            progress.advance(bar)
+            progress.update(bar, description=f"nightly {run.day}: {step} done")
+
         try:
-            for step in ("ingest", "validate", "train", "evaluate", "promote"):
-                progress.update(bar, description=f"nightly {d}: {step}")
-                if step == "ingest":
-                    do_ingest(d, log=progress.console.print)
-                elif step == "validate":
-                    validation = do_validate(d, log=progress.console.print)["summary"]
-                elif step == "train":
-                    candidate = do_train(d, actor=_actor(), reason=reason, log=progress.console.print)
-                elif step == "evaluate":
-                    decision = do_evaluate(d, candidate["version"], validation=validation, mode=mode,
-                                           override_reason=override_reason, log=progress.console.print)
-                elif decision["promote"]:
-                    do_promote(candidate["version"], actor=_actor(), log=progress.console.print)
-                progress.advance(bar)
+            out = run_nightly(_ctx(), run, log=progress.console.print, on_step=advance)
         except (ValidationFailed, ValueError, FileNotFoundError, RuntimeError) as exc:
             _fail(exc)
-    _print_decision(decision)
+    if isinstance(out["train"], Skipped):
+        console.print(f"[bold]no training[/bold]: {escape(out['train'].reason)}", highlight=False)
+        return
+    _print_decision(out["evaluate"])
 
 
 @app.command()
 def trigger(dag_id: Annotated[str, typer.Argument(help="DAG to run, e.g. nightly")], day: Day,
             wait: Annotated[bool, typer.Option(help="Wait for the run to finish")] = True,
-            mode: Annotated[str, typer.Option(help="gate_mode param (nightly)")] = "enforce",
+            mode: Annotated[str, typer.Option(help=f"gate_mode param (nightly): {GATE_MODE_HELP}")] = "enforce",
             override_reason: Annotated[str, typer.Option(help="override_reason param (nightly, with --mode "
                                                             "override)")] = "",
             reason: Annotated[str, typer.Option(help="Why this run (nightly): recorded on the candidate; a run "
                                                     "with a reason always trains")] = "",
-            rerun: Annotated[bool, typer.Option(help="Clear and rerun the date's run even when it succeeded "
+            rerun: Annotated[bool, typer.Option(help="Start a new run for the date even when one succeeded "
                                                    "(by default a succeeded run is reported, not rerun)")] = False,
             timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 1800) -> None:
     """Trigger a DAG run for a data date through Airflow's REST API (the scheduler runs it).
 
-    Airflow keeps one run per data date: when that run already succeeded it is reported and left as
-    it is (its history stays that of the run that did the work) unless --rerun; a failed one is
-    cleared and run again; a running one is waited for.
+    When the date already has a run that succeeded it is reported and left as it is (its history
+    stays that of the run that did the work) unless --rerun; after a failed one, or with --rerun, a
+    new run for the same date starts beside it; a running one is waited for.
     """
-    from nightshift.airflow_api import AirflowAPI
     from nightshift.settings import get_settings
+    from ops.airflow_api import AirflowAPI
 
     s = get_settings()
     if not s.airflow_password:
@@ -288,7 +298,7 @@ def drift(day: Day) -> None:
     from jobs.drift import check_drift
 
     try:
-        out = check_drift(_day(day), run_id=f"cli__{datetime.now():%Y%m%dT%H%M%S}", log=_log)
+        out = check_drift(_ctx(), _day(day), run_id=f"cli__{datetime.now():%Y%m%dT%H%M%S}", log=_log)
     except ValueError as exc:
         _fail(exc)
     if out.get("retrain"):
@@ -304,20 +314,20 @@ def replay(start: Annotated[str, typer.Argument(help="First data date")] = "2013
                                                  "or dag-test (in this process, no scheduler)")] = "airflow") -> None:
     """Replay start..end day by day through nightly and drift (and scoring on promotions); chart the loop."""
     _quiet()
-    from jobs import replay as rp
-    from nightshift.settings import get_settings
+    from ops import replay as rp
 
-    s = get_settings()
+    ctx = _ctx()
+    s = ctx.settings
     first, last = _day(start), _day(end)
     if via == "airflow":
-        from nightshift.airflow_api import AirflowAPI
+        from ops.airflow_api import AirflowAPI
 
         if not s.airflow_password:
             _fail(RuntimeError("set NIGHTSHIFT_AIRFLOW_PASSWORD (infra/local/stack.sh env prints it)"))
-        runner: Any = rp.AirflowRunner(AirflowAPI(s.airflow_url, s.airflow_user, s.airflow_password), s)
+        runner: Any = rp.AirflowRunner(AirflowAPI(s.airflow_url, s.airflow_user, s.airflow_password), ctx)
         runner.prepare()
     elif via == "dag-test":
-        runner = rp.DagTestRunner(Path(__file__).resolve().parents[1] / "dags", s)
+        runner = rp.DagTestRunner(Path(__file__).resolve().parents[1] / "dags", ctx)
     else:
         _fail(ValueError(f"--via must be airflow or dag-test, not {via!r}"))
     command = f"nightshift replay {first} {last} --via {via}"
@@ -328,7 +338,7 @@ def replay(start: Annotated[str, typer.Argument(help="First data date")] = "2013
                  command=f"{command} (so far: to {to})")
 
     try:
-        frame = rp.replay(runner, s, first, last, log=_log, checkpoint=checkpoint)
+        frame = rp.replay(runner, ctx, first, last, log=_log, checkpoint=checkpoint)
     except (RuntimeError, TimeoutError, ValueError) as exc:
         _fail(exc)
     paths = rp.write(frame, out, title=f"Replay of {s.dataset} {first}..{last}", command=command)
@@ -347,8 +357,9 @@ def score(day: Annotated[str | None, typer.Argument(help="Data date (needed for 
 
     when = _day(day) if day else None
     rid = run_id or f"cli__{datetime.now():%Y%m%dT%H%M%S}"
+    ctx = _ctx()
     try:
-        publish(run(when, run_id=rid, log=_log), actor=_actor(), log=_log)
+        publish(ctx, run(ctx, when, run_id=rid, log=_log), actor=_actor(), log=_log)
     except ValueError as exc:
         _fail(exc)
 
@@ -394,20 +405,21 @@ def rollback(reason: Annotated[str, typer.Option(help="Why: recorded in the audi
     _quiet()
     from jobs.promote import rollback as run
 
+    ctx = _ctx()
     try:
-        out = run(actor=_actor(), reason=reason, log=_log)
+        out = run(ctx, actor=_actor(), reason=reason, log=_log)
     except RuntimeError as exc:
         _fail(exc)
-    _follow(out["to_version"], f"rollback: {reason}", score)
+    _follow(ctx, out["to_version"], f"rollback: {reason}", score)
 
 
 @app.command()
 def status(runs: Annotated[int, typer.Option(help="How many recent runs to list")] = 8) -> None:
     """Champion, challenger and previous, the last gate decisions, the last runs, the alias audit."""
     _quiet()
-    from registry.status import collect
+    from ops.status import collect
 
-    info = collect(runs=runs)
+    info = collect(_ctx(), runs=runs)
     console.print(f"[bold]{info['model']}[/bold]  dataset {info['dataset']}  tracking {info['tracking_uri']}")
     t = Table(title="Aliases")
     for col in ("alias", "version", "data date", "holdout AUC", "gate decision", "override reason"):

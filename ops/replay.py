@@ -21,9 +21,9 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from nightshift import drifthistory, offline, store
+from jobs.context import Pipeline
+from nightshift import drifthistory, offline
 from nightshift.runctx import drift_run_id
-from nightshift.settings import Settings
 
 REPLAY_CONF = {"retrain_every_days": 0}  # scheduled runs only ingest and validate: drift retrains
 
@@ -36,21 +36,19 @@ class Runner(Protocol):
         """Let what drift triggered (a `nightly` run, then `scoring` on a promotion) finish."""
 
 
-def current_champion(settings: Settings) -> str | None:
+def current_champion(ctx: Pipeline) -> str | None:
     """The champion version now (a change means a promotion, which starts `scoring`)."""
     from registry import aliases
-    from registry.tracking import configure
 
-    client = configure(settings, settings.dataset)
-    return aliases.alias_version(client, settings.model_name(settings.dataset), aliases.CHAMPION)
+    return aliases.alias_version(ctx.client, ctx.model_name, aliases.CHAMPION)
 
 
 @dataclass
 class AirflowRunner:
     """A running Airflow: backfills through the REST API, its scheduler runs everything."""
 
-    api: Any  # nightshift.airflow_api.AirflowAPI
-    settings: Settings
+    api: Any  # ops.airflow_api.AirflowAPI
+    ctx: Pipeline
     timeout: float = 3600.0
     poll: float = 0.5
 
@@ -59,7 +57,7 @@ class AirflowRunner:
         for dag_id in ("nightly", "scoring", "drift"):
             self.api.wait_for_dag(dag_id)
             self.api.unpause(dag_id)
-        self._champion = current_champion(self.settings)
+        self._champion = current_champion(self.ctx)
         self._scorings = self._scoring_runs()
 
     def run(self, dag_id: str, day: date, conf: dict[str, Any] | None = None) -> str:
@@ -126,7 +124,7 @@ class AirflowRunner:
 
     def _scoring_if_promoted(self, day: date) -> None:
         """After a promotion, wait for the `scoring` run its champion asset event starts to finish."""
-        champion = current_champion(self.settings)
+        champion = current_champion(self.ctx)
         if champion == self._champion:
             return
         self._champion = champion
@@ -149,10 +147,10 @@ class DagTestRunner:
     """The same DAGs in this process with dag.test(); what the scheduler would start, it runs itself."""
 
     dag_folder: Path
-    settings: Settings
+    ctx: Pipeline
 
     def __post_init__(self) -> None:
-        self._champion = current_champion(self.settings)
+        self._champion = current_champion(self.ctx)
 
     def run(self, dag_id: str, day: date, conf: dict[str, Any] | None = None) -> str:
         from datetime import UTC
@@ -172,13 +170,13 @@ class DagTestRunner:
             self.run("nightly", day, {"data_date": day.isoformat(), "reason": triggered["reason"]})
 
     def _score_if_promoted(self, day: date) -> None:
-        champion = current_champion(self.settings)
+        champion = current_champion(self.ctx)
         if champion != self._champion:  # the champion asset would start `scoring`
             self._champion = champion
             self.run("scoring", day)
 
 
-def replay(runner: Runner, settings: Settings, start: date, end: date, *, log: Any = print,
+def replay(runner: Runner, ctx: Pipeline, start: date, end: date, *, log: Any = print,
            checkpoint: Any = None, every: int = 30) -> pd.DataFrame:
     """Run every day of start..end through nightly and drift; returns the daily results (collect()).
 
@@ -186,9 +184,9 @@ def replay(runner: Runner, settings: Settings, start: date, end: date, *, log: A
     """
     from jobs.ingest import ingest
 
-    spec = settings.spec()
-    ingest(start, end, settings=settings, log=log)  # the schedule of the days to come
-    engine = store.get_engine(settings.store_uri)
+    spec = ctx.spec
+    ingest(ctx, start, end, log=log)  # the schedule of the days to come
+    engine = ctx.engine
     t0 = time.perf_counter()
     for i, day in enumerate(offline.days(start, end), start=1):
         t = time.perf_counter()
@@ -203,11 +201,11 @@ def replay(runner: Runner, settings: Settings, start: date, end: date, *, log: A
         if nightly != "success" or drift != "success":
             raise RuntimeError(f"replay stopped at {day}: nightly {nightly}, drift {drift} (see their task logs)")
         if checkpoint is not None and i % every == 0 and day < end:
-            partial = collect(settings, start, day)
+            partial = collect(ctx, start, day)
             partial.attrs["seconds_per_day"] = (time.perf_counter() - t0) / i
             checkpoint(partial)
     seconds = time.perf_counter() - t0
-    out = collect(settings, start, end)
+    out = collect(ctx, start, end)
     out.attrs["seconds_per_day"] = seconds / max(len(out), 1)
     return out
 
@@ -221,17 +219,16 @@ def _line(row: dict[str, Any] | None) -> str:
             f"score distance {row['prediction_drift_score'] or 0:.2f}, {perf}, {act}")
 
 
-def collect(settings: Settings, start: date, end: date) -> pd.DataFrame:
+def collect(ctx: Pipeline, start: date, end: date) -> pd.DataFrame:
     """One row per day: the champion judged, drift figures, served AUC, and the retrain outcome."""
-    from registry.tracking import configure
+    from registry.tracking import model_uri
 
-    spec = settings.spec()
-    rows = drifthistory.read(store.get_engine(settings.store_uri), dataset=spec.name, start=start, end=end)
+    spec = ctx.spec
+    rows = drifthistory.read(ctx.engine, dataset=spec.name, start=start, end=end)
     frame = pd.DataFrame(rows, columns=[c.name for c in drifthistory.drift_history.columns])
     days = pd.DataFrame({"data_date": offline.days(start, end)})
     frame = days.merge(frame, on="data_date", how="left")
-    client = configure(settings, spec.name)
-    versions = client.search_model_versions(f"name = '{settings.model_name(spec.name)}'")
+    versions = ctx.client.search_model_versions(f"name = '{ctx.model_name}'")
     outcome = {}
     for v in versions:
         if v.tags.get("trigger_reason", "").startswith("drift "):
@@ -239,19 +236,20 @@ def collect(settings: Settings, start: date, end: date) -> pd.DataFrame:
     frame["retrain_version"] = [outcome.get(d.isoformat(), (None, None))[0] for d in frame["data_date"]]
     frame["gate_decision"] = [outcome.get(d.isoformat(), (None, None))[1] for d in frame["data_date"]]
     first = min((int(v.version) for v in versions if v.tags.get("gate_decision") == "promoted"), default=None)
-    frame["first_model_auc"] = _frozen_auc(settings, spec, f"models:/{settings.model_name(spec.name)}/{first}",
+    frame["first_model_auc"] = _frozen_auc(ctx, model_uri(ctx.model_name, str(first)),
                                            frame["label_date"]) if first else None
     return frame
 
 
-def _frozen_auc(settings: Settings, spec: Any, model_uri: str, label_days: pd.Series) -> list[float | None]:
+def _frozen_auc(ctx: Pipeline, uri: str, label_days: pd.Series) -> list[float | None]:
     """AUC of one model (the first champion, never retrained) on each label day: the loop's baseline."""
     import mlflow
     import numpy as np
 
     from nightshift.metrics import auc_and_log_loss
 
-    model = mlflow.pyfunc.load_model(model_uri)
+    settings, spec = ctx.settings, ctx.spec
+    model = mlflow.pyfunc.load_model(uri)
     out: list[float | None] = []
     for day in label_days:
         if not isinstance(day, date):

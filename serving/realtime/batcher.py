@@ -3,8 +3,8 @@
 A batch closes when it holds `max_batch` rows or its first request has waited `max_delay`; requests
 that arrived while the model was busy go as soon as it is free (they waited for it already). A
 request's rows are never split, and each caller gets back exactly the outcome of its own rows.
-One batch runs at a time, as a task on the loop: `run` awaits the model wherever it runs (its own
-process by default, or a worker thread), or computes on the loop itself (serving/realtime.py).
+One batch runs at a time, as a task on the loop: `run` awaits the model in its own process (the
+default) or computes on the loop itself (serving/realtime/inference.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Async reads of the prediction store for the lookup API.
+"""Async reads of the prediction store: the lookup API's every answer, and the real-time endpoint's fallback.
 
 PostgreSQL: an asyncpg pool running prepared statements compiled once from predstore's queries
 (SQLAlchemy's async layer cost about 2 ms per lookup here against 0.2 ms for the same statement

@@ -1,0 +1,171 @@
+"""The lookup API's routes: precomputed predictions of the served snapshot by entity key, and health.
+
+Every route reads what the app's lifespan made (`LookupState` on `app.state.lookup`: settings,
+store reader, answer renderer) through a dependency, so the routes are plain module-level functions.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
+from pydantic import StringConstraints, TypeAdapter, ValidationError
+
+from nightshift.settings import Settings
+from serving.http import fast_route
+from serving.lookup.schema import (
+    KEY_MAX,
+    BatchAnswer,
+    BatchRequest,
+    Health,
+    ModelRef,
+    Prediction,
+    Readiness,
+    SingleAnswers,
+    Snapshot,
+    prediction_of,
+    snapshot_ref,
+    utc,
+)
+from serving.store_reader import StoreReader, StoreUnavailable
+
+KEY_ADAPTER = TypeAdapter(Annotated[str, StringConstraints(min_length=1, max_length=KEY_MAX)])
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+@dataclass
+class LookupState:
+    """What the routes read: the settings, the store reader (opened in the lifespan), the renderer."""
+
+    settings: Settings
+    reader: StoreReader
+    rendered: SingleAnswers = field(default_factory=SingleAnswers)
+
+    @property
+    def dataset(self) -> str:
+        return self.settings.dataset
+
+
+async def lookup_state(request: Request) -> LookupState:  # async: a sync dependency costs a thread hop
+    """The app's LookupState."""
+    state: LookupState = request.app.state.lookup
+    return state
+
+
+State = Annotated[LookupState, Depends(lookup_state)]
+EntityKey = Annotated[str, Path(min_length=1, max_length=KEY_MAX, description="The entity key, e.g. a flight id")]
+
+
+def check_api_key(settings: Settings, given: str | None) -> None:
+    """401 unless settings set no key or `given` is it (compared in constant time)."""
+    expected = settings.lookup_api_key
+    if expected is not None and not (given and hmac.compare_digest(given.encode(),
+                                                                   expected.get_secret_value().encode())):
+        raise HTTPException(401, {"error": "unauthorized", "message": "missing or wrong X-API-Key header"},
+                            headers={"WWW-Authenticate": "APIKey"})
+
+
+async def require_api_key(state: State, given: Annotated[str | None, Security(API_KEY_HEADER)] = None) -> None:
+    """The X-API-Key check of the documented /v1 routes (open when no key is set)."""
+    check_api_key(state.settings, given)
+
+
+def no_snapshot(dataset: str) -> HTTPException:
+    """503: nothing published yet for the dataset."""
+    return HTTPException(503, {"error": "no_snapshot", "dataset": dataset,
+                               "message": f"no {dataset} prediction snapshot is published yet: run the scoring DAG"})
+
+
+v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+health = APIRouter()
+
+
+@v1.get("/predictions/{entity_key}", response_model=Prediction,
+        responses={404: {"description": "Unknown entity key"}, 503: {"description": "No snapshot yet"}})
+async def get_prediction(entity_key: EntityKey, state: State) -> Response:
+    """The served prediction of one entity."""
+    return await prediction(state, entity_key)  # documents the route; `serve_prediction` answers it
+
+
+@fast_route(v1, "/predictions/{entity_key}", ["GET"])
+async def serve_prediction(request: Request) -> Response:
+    """GET /v1/predictions/{entity_key} as a plain Starlette route (serving/http.py)."""
+    state: LookupState = request.app.state.lookup
+    if state.settings.lookup_api_key is not None:
+        check_api_key(state.settings, request.headers.get("x-api-key"))
+    entity_key = request.path_params["entity_key"]
+    try:
+        KEY_ADAPTER.validate_python(entity_key)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("path", "entity_key")}
+                                      for e in exc.errors(include_url=False)]) from exc
+    return await prediction(state, entity_key)
+
+
+async def prediction(state: LookupState, entity_key: str) -> Response:
+    """One key's answer: its row of the served snapshot, 404 naming the snapshot, or 503 before any."""
+    row = await state.reader.lookup_one(entity_key)
+    if row is not None:
+        return state.rendered.answer(row, await state.reader.snapshot(row["snapshot_id"]))
+    current = await state.reader.current()
+    if current is None:
+        raise no_snapshot(state.dataset)
+    raise HTTPException(404, {"error": "unknown_entity_key", "entity_key": entity_key, "snapshot_id": current["id"],
+                              "message": f"no prediction for {entity_key!r} in {state.dataset} snapshot "
+                                         f"{current['id']}"})
+
+
+@v1.post("/predictions/batch", response_model=BatchAnswer)
+async def batch(body: BatchRequest, state: State) -> BatchAnswer:
+    """Served predictions of up to `lookup_max_keys` entities, all from one snapshot; unknown keys listed."""
+    most = state.settings.lookup_max_keys
+    if len(body.keys) > most:
+        raise HTTPException(422, {"error": "too_many_keys", "max": most,
+                                  "message": f"{len(body.keys)} keys asked; at most {most} per call"})
+    wanted = list(dict.fromkeys(body.keys))
+    rows = await state.reader.lookup(wanted)
+    snap = await state.reader.snapshot(rows[0]["snapshot_id"]) if rows else await state.reader.current()
+    if snap is None:
+        raise no_snapshot(state.dataset)
+    found = {r["entity_key"] for r in rows}
+    return BatchAnswer(predictions=[prediction_of(r, snap) for r in rows],
+                       missing=[k for k in wanted if k not in found], snapshot=snapshot_ref(snap),
+                       model=ModelRef(name=snap["model_name"], version=snap["model_version"]))
+
+
+@v1.get("/snapshots/current", response_model=Snapshot)
+async def current_snapshot(state: State) -> Snapshot:
+    """The snapshot the lookups read now."""
+    snap = await state.reader.current()
+    if snap is None:
+        raise no_snapshot(state.dataset)
+    return Snapshot(**{**snap, "scored_at": utc(snap["scored_at"]), "published_at": utc(snap["published_at"])})
+
+
+@health.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    """The process is up (says nothing about the store: see /readyz)."""
+    return Health(status="ok")
+
+
+@health.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+async def readyz(state: State) -> JSONResponse:
+    """200 when the store answers and a snapshot is published; 503 saying which is missing."""
+    try:
+        snap = await state.reader.current()
+    except StoreUnavailable as exc:
+        return JSONResponse({"status": "unavailable", "store": f"unreachable: {exc}"}, 503)
+    if snap is None:
+        return JSONResponse({"status": "unavailable", "store": "ok", "snapshot": "none published yet"}, 503)
+    return JSONResponse({"status": "ok", "store": "ok", "snapshot": snap["id"]})
+
+
+async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """503 with a JSON body when the store cannot answer (instead of a bare 500)."""
+    return JSONResponse({"detail": {"error": "store_unavailable", "dataset": request.app.state.lookup.dataset,
+                                    "message": f"the prediction store did not answer: {exc}"}}, 503)
