@@ -9,7 +9,7 @@ test:      ## install, then lint, check the layers, type-check and run the whole
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
 	.venv/bin/mypy nightshift jobs validation registry serving dags ops
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -n 2 --dist worksteal
 install:
 	bash infra/local/stack.sh install
 replay:    ## replay 2013 (or START=... END=...) day by day through Airflow; chart and tables in docs/replay

@@ -1,6 +1,6 @@
 """Drift check wall time on 1 million rows x every monitored feature of the flights spec.
 
-    .venv/bin/python bench/drift_bench.py --home /work/fl [--replay docs/replay/replay.md ...]
+    .venv/bin/python bench/drift_bench.py --home $HOME_DIR [--replay docs/replay/replay.md ...]
 
 Needs a Nightshift home with the 2013 flights ingested and a champion (`nightshift ingest 2013-01-01
 --end 2013-12-30 && nightshift run 2013-02-28` with NIGHTSHIFT_HOME set). The 1,000,000 current rows
@@ -84,7 +84,8 @@ def main() -> None:
 
     out: dict[str, Any] = {
         "command": "bench/drift_bench.py " + " ".join(f"--{k} {v}" for k, v in [
-            ("home", args.home), ("rows", args.rows), ("rounds", args.rounds)] + [("replay", p) for p in args.replay]),
+            ("home", "$HOME_DIR"), ("rows", args.rows), ("rounds", args.rounds)]
+            + [("replay", p) for p in args.replay]),
         "date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores, {platform.processor() or 'cpu'}",
         "rows": len(raw), "features": len(numeric) + len(categorical), "reference_rows": len(ref),
         "model": f"{name} v{champion}",

@@ -1,6 +1,6 @@
 """Real-time endpoint throughput: vs a bare FastAPI endpoint, vs `mlflow models serve`, and batching.
 
-    .venv/bin/python bench/realtime_bench.py --home /work/rthome --duration 15
+    .venv/bin/python bench/realtime_bench.py --home $HOME_DIR --duration 15
 
 Also measured: the same constant from a plain Starlette route (bench/bare_app.py), the floor under
 /v1/predict, which the endpoint serves as a Starlette route (serving/http.py).
@@ -195,7 +195,7 @@ def main() -> None:
         return {k: statistics.median(x[k] for x in runs[name]) for k in keys} | errors
 
     result = {
-        "command": " ".join(["python", "bench/realtime_bench.py", *sys.argv[1:]]),
+        "command": " ".join(["python", "bench/realtime_bench.py", *sys.argv[1:]]).replace(str(args.home), "$HOME_DIR"),
         "date": time.strftime("%Y-%m-%d"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "device": "cpu"},

@@ -1,7 +1,7 @@
 
 """Batch scoring and publishing at scale: the flights data grown to N rows, measured in one run.
 
-    .venv/bin/python bench/scoring_bench.py --home /tmp/nsbench --rows 10000000
+    .venv/bin/python bench/scoring_bench.py --home $HOME_DIR --rows 10000000
 
 Stages (all on the same scaled Parquet and the same champion, one process, one machine):
 * inprocess        the model and transform in one Python process over the Parquet (the limit)
@@ -439,7 +439,8 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     results: dict[str, Any] = {"rows": args.rows, "model": f"{model['model_name']} v{model['model_version']}",
-                               "command": "python " + " ".join([f"bench/{Path(__file__).name}", *sys.argv[1:]]),
+                               "command": "python " + " ".join([f"bench/{Path(__file__).name}", *sys.argv[1:]]).replace(
+                                   str(args.home), "$HOME_DIR"),
                                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                            "python": platform.python_version()},
                                "date": date.today().isoformat(), "settings": {
