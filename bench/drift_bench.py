@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/drift_bench.py --home $HOME_DIR [--replay docs/replay/replay.md ...]
 
-Needs a Nightshift home with the 2013 flights ingested and a champion (`nightshift ingest 2013-01-01
+Needs a Nightshift home with the 2013 flights ingested and a champion (`nightshift init && nightshift ingest 2013-01-01
 --end 2013-12-30 && nightshift run 2013-02-28` with NIGHTSHIFT_HOME set). The 1,000,000 current rows
 are the year's flights repeated with new entity keys; the reference is the champion's 20,000-row
 training sample. Timed, in one process after a warm-up: the champion scoring the rows (prediction

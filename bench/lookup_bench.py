@@ -43,6 +43,7 @@ def load_snapshot(url: str, rows: int) -> int:
     """A published snapshot of `rows` rows with keys K00000000.. (random scores), via the publish path."""
     from nightshift import predstore, store
 
+    store.init_store(url)
     engine = store.get_engine(url)
     sid = predstore.begin_snapshot(engine, dataset="flights", run_id="bench", model_name="nightshift-flights",
                                    model_version="1", model_run_id=None, data_start=date(2013, 1, 1),

@@ -34,6 +34,15 @@ def merge(values: dict[str, object]) -> None:
     print(json.dumps(values, indent=2))
 
 
+def init_stores(s: object) -> None:
+    """Create the fresh home's stores, as `nightshift init` does."""
+    from nightshift import store
+    from registry.tracking import init_tracking
+
+    store.init_store(s.store_uri)  # type: ignore[attr-defined]
+    init_tracking(s, ["flights"])  # type: ignore[arg-type]
+
+
 def bench_train() -> None:
     """Train on a fresh home for DATA_DATE with default settings and read the tracked figures back."""
     os.environ["NIGHTSHIFT_HOME"] = tempfile.mkdtemp(prefix="nightshift-bench-")
@@ -46,6 +55,7 @@ def bench_train() -> None:
     from nightshift.settings import get_settings
 
     s = get_settings()
+    init_stores(s)
     ingest(Pipeline(s), date(2013, 1, 1), date(2013, 12, 31))
     out = train(Pipeline(s), DATA_DATE)
     client = MlflowClient(s.tracking_uri)

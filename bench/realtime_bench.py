@@ -5,7 +5,7 @@
 Also measured: the same constant from a plain Starlette route (bench/bare_app.py), the floor under
 /v1/predict, which the endpoint serves as a Starlette route (serving/http.py).
 
-Needs a Nightshift home whose flights model has a champion (`nightshift ingest 2013-01-01 --end
+Needs a Nightshift home whose flights model has a champion (`nightshift init && nightshift ingest 2013-01-01 --end
 2013-12-30 && nightshift run 2013-06-30` with NIGHTSHIFT_HOME set) and `wrk`. Every server runs
 under uvicorn with the same settings (1 worker, uvloop, httptools, no access log) on loopback;
 `wrk -t2 -c64` POSTs single-row bodies picked at random from real 2013 rows (bench/predict_rows.lua).

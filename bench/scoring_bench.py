@@ -82,14 +82,16 @@ def ensure_champion(home: Path) -> None:
     """Ingest 2013 and run the nightly steps for 2013-06-30 unless a champion exists."""
     settings = setup_env(home)
     from jobs.score import champion_bundle
+    from nightshift.store import StoreNotReady
 
     try:
         champion_bundle(Pipeline(settings))
         return
-    except ValueError:
+    except (ValueError, StoreNotReady):
         pass
     env = {**os.environ}
     cli = [sys.executable, "-m", "ops.cli"]
+    subprocess.run([*cli, "init"], env=env, check=True)
     subprocess.run([*cli, "ingest", "2013-01-01", "--end", "2013-12-31"], env=env, check=True)
     subprocess.run([*cli, "run", "2013-06-30"], env=env, check=True)
 
@@ -281,14 +283,19 @@ def spark_variant(spark: Any, settings: Any, variant: str, bundle_name: str, out
     return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
 
 
-def new_pg_db(name: str) -> str:
+def new_pg_db(name: str, *, store: bool = True) -> str:
+    """A new PostgreSQL database; with `store`, holding an initialised SQL store (as `nightshift init` makes)."""
     from sqlalchemy import create_engine, text
+
+    from nightshift import store as sql_store
 
     admin = create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
+    if store:
+        sql_store.init_store(f"{PG}/{name}")
     return f"{PG}/{name}"
 
 
@@ -340,7 +347,7 @@ def spark_udf_jdbc(spark: Any, settings: Any, model_uri: str, *, key: bool = Tru
     spec = settings.spec()
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
-    new_pg_db("nsbench_jdbc")
+    new_pg_db("nsbench_jdbc", store=False)
     frame = spark.read.parquet(str(settings.offline_dir / "flights"))
     busy = busy_core_seconds()
     t0 = time.perf_counter()

@@ -106,8 +106,11 @@ def test_unchanged_days_never_retrain_on_postgres(home: Settings, pg_url: str, m
     for r in judged:
         assert r["served_model_version"] == "1" and r["served_rows"] == 60
         assert abs(r["served_auc"] - r["holdout_auc"]) < 0.2
-    run(s, start)  # a rerun replaces its day's row
+    run(s, start)  # a rerun replaces its day's row, and writes into the day's MLflow run instead of adding one
     assert len(history(s)) == 8
+    runs = mlflow.search_runs(experiment_names=["nightshift-tiny"], output_format="list",
+                              filter_string=f"tags.kind = 'drift' and tags.data_date = '{start}'")
+    assert len(runs) == 1
 
 
 def shift_x1(by: float) -> Callable[[pd.DataFrame], pd.DataFrame]:
