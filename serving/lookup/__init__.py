@@ -8,20 +8,8 @@ Every answer names the model version and the snapshot that produced it and when 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from serving.lazy import lazy_exports
 
-# Imported on first use, so that importing the package (as `python -m serving.<service>.<module>`
-# does for a child process) loads nothing else and reads no settings.
-_LAZY = {"create_app": "serving.lookup.service"}
-__all__ = [*_LAZY, "app"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "app":
-        value = globals()["app"] = __getattr__("create_app")()
-        return value
-    if name in _LAZY:
-        value = globals()[name] = getattr(import_module(_LAZY[name]), name)
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_EXPORTS = {"create_app": "serving.lookup.service"}
+__all__ = [*_EXPORTS, "app"]
+__getattr__ = lazy_exports(__name__, _EXPORTS)
