@@ -42,6 +42,16 @@ def _new_engine(url: str) -> Engine:
     return engine
 
 
+def safe_url(url: str) -> str:
+    """A database URL with its password hidden (for logs and errors); any other URL as it is."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001  (not a database URL: an http tracking server)
+        return url
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL, else None."""
     from sqlalchemy.engine import make_url
@@ -120,7 +130,7 @@ def get_engine(url: str) -> Engine:
     missing = missing_tables(engine)
     if missing:
         engine.dispose()
-        raise StoreNotReady(f"the SQL store at {engine.url.render_as_string(hide_password=True)} lacks the tables "
+        raise StoreNotReady(f"the SQL store at {safe_url(url)} lacks the tables "
                             f"{', '.join(missing)}: run `nightshift init` first (make up does)")
     return engine
 

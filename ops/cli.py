@@ -73,19 +73,10 @@ def init() -> None:
 
     s = get_settings()
     created = store.init_store(s.store_uri)
-    _log(f"SQL store {_safe_url(s.store_uri)}: " + (f"created {', '.join(created)}" if created else "up to date"))
+    _log(f"SQL store {store.safe_url(s.store_uri)}: " + (f"created {', '.join(created)}" if created else "up to date"))
     datasets = sorted(available_specs(s.spec_dir))
     init_tracking(s, datasets)
-    _log(f"MLflow store {_safe_url(s.tracking_uri)}: ready, experiments for {', '.join(datasets)}")
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001  (not a database URL: an http tracking server)
-        return url
+    _log(f"MLflow store {store.safe_url(s.tracking_uri)}: ready, experiments for {', '.join(datasets)}")
 
 
 @app.command()

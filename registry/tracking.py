@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from nightshift.settings import Settings
-from nightshift.store import StoreNotReady, migration_lock, sqlite_path
+from nightshift.store import StoreNotReady, migration_lock, safe_url, sqlite_path
 
 DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
@@ -46,7 +46,7 @@ def _check_ready(uri: str) -> None:
     finally:
         engine.dispose()
     if not {"alembic_version", "experiments", "registered_models"} <= tables:
-        raise StoreNotReady(f"the MLflow store at {uri.split('@')[-1]} has no MLflow tables yet: run "
+        raise StoreNotReady(f"the MLflow store at {safe_url(uri)} has no MLflow tables yet: run "
                             "`nightshift init` first (make up does)")
 
 

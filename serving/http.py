@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi_offline import FastAPIOffline
@@ -54,18 +53,3 @@ def fast_route(router: APIRouter, path: str, methods: list[str]) -> Callable[[Ha
         return handler
 
     return register
-
-
-def safe_url(url: str) -> str:
-    """A database URL with its password hidden (for logs and errors)."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001  (not a database URL)
-        return url
-
-
-def app_state(request: Request, name: str) -> Any:
-    """An object the service's lifespan put on app.state (its reader, models, batcher)."""
-    return getattr(request.app.state, name)

@@ -14,7 +14,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from nightshift.settings import Settings, get_settings
-from serving.http import safe_url, service_app
+from nightshift.store import safe_url
+from serving.http import service_app
 from serving.lookup import routes
 from serving.metrics import ServiceMetrics
 from serving.store_reader import StoreReader, StoreUnavailable

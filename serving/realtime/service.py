@@ -16,7 +16,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from nightshift.settings import Settings, get_settings
-from serving.http import safe_url, service_app
+from nightshift.store import safe_url
+from serving.http import service_app
 from serving.metrics import ServiceMetrics
 from serving.realtime import routes
 from serving.realtime.batcher import Batcher
