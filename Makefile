@@ -1,7 +1,13 @@
 # The two commands of the README, and a few helpers.
 .PHONY: up down test lint install replay
-up:        ## everything: install, start Airflow + MLflow UI, run nightly for a 2013 date
-	bash infra/local/stack.sh up
+# `make up` runs a dataset's nightly for its last date in the spec's window unless DATA_DATE says otherwise.
+# For the bundled flights that date, 2013-12-30, ends a holiday week: the model's holdout AUC there (0.63) is
+# under flights' 0.65 floor and the gates rightly reject it, so the default stack shows a mid-year champion.
+ifeq ($(or $(DATASET),flights),flights)
+DATA_DATE ?= 2013-06-30
+endif
+up:        ## everything: install, start the services, run nightly + scoring for a dataset (DATASET=..., default flights)
+	DATASET="$(DATASET)" DATA_DATE="$(DATA_DATE)" bash infra/local/stack.sh up
 down:      ## stop the services `make up` started
 	bash infra/local/stack.sh down
 test:      ## install, then lint, check the layers, type-check and run the whole test suite
@@ -12,5 +18,5 @@ test:      ## install, then lint, check the layers, type-check and run the whole
 	.venv/bin/python -m pytest -q -n 2 --dist worksteal
 install:
 	bash infra/local/stack.sh install
-replay:    ## replay 2013 (or START=... END=...) day by day through Airflow; chart and tables in docs/replay
-	bash infra/local/stack.sh replay $(or $(START),2013-01-01) $(or $(END),2013-12-30)
+replay:    ## replay a dataset's window (or START=... END=...) day by day through Airflow; chart and tables in docs/replay
+	DATASET="$(DATASET)" bash infra/local/stack.sh replay $(START) $(END)

@@ -75,25 +75,27 @@ def bench_train() -> None:
 
 def bench_nightly(day: date = date(2013, 9, 15)) -> None:
     """Trigger `nightly` for a date not yet trained on the running stack; wall time and overhead per task."""
+    from nightshift.runctx import dag_id
     from nightshift.settings import get_settings
     from ops.airflow_api import AirflowAPI
 
     s = get_settings()
     api = AirflowAPI(s.airflow_url, s.airflow_user, s.airflow_password)
-    api.wait_for_dag("nightly")
-    api.unpause("nightly")
-    run_id = api.trigger("nightly", day)
-    state = api.wait("nightly", run_id)
-    assert state == "success", f"nightly ended {state}"
-    run = api._call("GET", f"/dags/nightly/dagRuns/{run_id}")
+    nightly = dag_id("nightly", s.dataset)
+    api.wait_for_dag(nightly)
+    api.unpause(nightly)
+    run_id = api.trigger(nightly, day)
+    state = api.wait(nightly, run_id)
+    assert state == "success", f"{nightly} ended {state}"
+    run = api._call("GET", f"/dags/{nightly}/dagRuns/{run_id}")
     wall = (datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])).total_seconds()
-    states = api.task_states("nightly", run_id)
+    states = api.task_states(nightly, run_id)
     bodies = {}
     for task in ("ingest", "validate", "train", "evaluate", "promote"):
         if states[task] != "success":  # promote is skipped when the gates reject: no body ran
             bodies[task] = 0.0
             continue
-        xcom = api._call("GET", f"/dags/nightly/dagRuns/{run_id}/taskInstances/{task}/xcomEntries/return_value",
+        xcom = api._call("GET", f"/dags/{nightly}/dagRuns/{run_id}/taskInstances/{task}/xcomEntries/return_value",
                          params={"deserialize": "true", "stringify": "false"})
         bodies[task] = float(xcom["value"]["seconds"])
     rollback_s = time_rollback(day)

@@ -1,25 +1,51 @@
-"""What the DAG files share: the data-date Param, schedule dates, and turning step outcomes into task states.
+"""What the DAG files share: the datasets they make DAGs for, the data-date Param, the schedule check, and
+turning step outcomes into task states.
 
-Only this module and the DAG files import Airflow; the steps they call (jobs/) run without it.
+Only this module, dags/schedule.py and the DAG files import Airflow; the steps they call (jobs/) run
+without it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import Param
+
+from nightshift.settings import Settings, get_settings
+from nightshift.spec import load_all
 
 # Transient failures (a database blip) retry once; bad data fails at once (bad_input_fails_fast).
 DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(minutes=2)}
 
 
-def at(day: date, hour: int = 0) -> pendulum.DateTime:
-    """`day` at `hour`:00 UTC (the schedules' start and end)."""
-    return pendulum.datetime(day.year, day.month, day.day, hour, tz="UTC")
+log = logging.getLogger(__name__)
+
+
+def datasets() -> dict[str, Settings]:
+    """Each dataset of the spec folders with its own settings (Settings.for_dataset): one DAG of each kind
+    per dataset. Parsing reads the YAML specs and nothing else; a spec that does not load is logged (the
+    DAG processor's log) and gets no DAGs, so one broken spec does not take the others' DAGs down."""
+    base = get_settings()
+    specs, errors = load_all(base.spec_dir)
+    out = {}
+    for name, spec in specs.items():
+        try:
+            out[name] = base.for_dataset(spec)
+        except ValueError as exc:
+            errors[name] = str(exc)
+    for name, error in errors.items():
+        log.error("dataset %s gets no DAGs: %s", name, error)
+    return out
+
+
+def check_scheduled(settings: Settings, day: date, dag_id: str) -> None:
+    """Fail the task (no retry) when `day` is outside the dataset's schedule window, naming the window."""
+    with bad_input_fails_fast():
+        settings.check_scheduled(day, dag_id)
 
 
 def data_date_param(description: str = "Leave empty to use the run's logical date.") -> Param:

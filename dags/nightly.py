@@ -1,5 +1,9 @@
 """
-### nightly: ingest → validate → train → evaluate → promote, for the run's data date
+### nightly__&lt;dataset&gt;: ingest → validate → train → evaluate → promote, for the run's data date
+
+One such DAG per dataset of the spec folders (dags/common.py), scheduled daily within the dataset's
+schedule window (`settings.schedule_start/end` of its spec); a run for a date outside the window fails
+at `ingest`, naming the window.
 
 The data date is the run's logical date (the start of its data interval), or the `data_date`
 param when set. Every step reads and writes that date's data only, so reruns replace their own
@@ -16,7 +20,7 @@ output and backfills replay history.
 * **evaluate**: gates (floors, baseline, champion on the same holdout overall and per slice, smoke
   check in a fresh process); the decision and reasons are tagged on the version
 * **promote**: `champion` moves to the candidate, the old one keeps `previous`, and asset
-  `nightshift://registry/champion` is updated (that runs `scoring`); skipped, with the reason in its
+  `nightshift://registry/<dataset>/champion` is updated (that runs `scoring`); skipped, with the reason in its
   log, when the gates say no (or in `dry_run`) or the candidate already is champion
 
 Params (each may stay empty, as the Trigger form sends it): `data_date` (empty: the run's logical
@@ -34,12 +38,10 @@ from typing import Any
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from dags.common import DEFAULT_ARGS, at, bad_input_fails_fast, data_date_param, done_or_skipped
-from nightshift.runctx import CHAMPION_ASSET
-from nightshift.settings import GATE_MODES, get_settings
-
-CHAMPION = Asset(CHAMPION_ASSET)
-_settings = get_settings()  # environment only: no connection or database look-up at parse time
+from dags.common import DEFAULT_ARGS, bad_input_fails_fast, check_scheduled, data_date_param, datasets, done_or_skipped
+from dags.schedule import DailyTriggerWindow
+from nightshift.runctx import champion_asset, dag_id
+from nightshift.settings import GATE_MODES, Settings
 
 
 def _run(data_date: str) -> Any:
@@ -55,80 +57,95 @@ def _run(data_date: str) -> Any:
                       retrain_every_days=None if every is None else int(every))
 
 
-@dag(
-    schedule="@daily",
-    start_date=at(_settings.schedule_start),
-    end_date=at(_settings.schedule_end) if _settings.schedule_end else None,
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=["nightshift"],
-    default_args=DEFAULT_ARGS,
-    params={
-        "data_date": data_date_param(),
-        "gate_mode": Param("enforce", type=["null", "string"], enum=[None, *GATE_MODES],
-                           title="Gate mode", description="Empty: enforce."),
-        "override_reason": Param(None, type=["null", "string"], title="Override reason",
-                                 description="Required with gate_mode=override; recorded in the audit trail."),
-        "reason": Param(None, type=["null", "string"], title="Why this run",
-                        description="Recorded on the candidate. A run with a reason always trains."),
-        "retrain_every_days": Param(None, type=["null", "integer"], minimum=0, title="Retrain every N days",
-                                    description="Empty: NIGHTSHIFT_RETRAIN_EVERY_DAYS. 0: only with a reason."),
-    },
-)
-def nightly() -> None:
-    @task
-    def ingest() -> dict[str, Any]:
-        from jobs.context import Pipeline
-        from jobs.nightly import ingest_step
-        from nightshift.runctx import data_date_of
+def nightly_dag(dataset: str, settings: Settings) -> Any:
+    """The `nightly` DAG of one dataset (settings: its own, resolved from its spec; environment only)."""
+    champion = Asset(champion_asset(dataset))
+    this_dag = dag_id("nightly", dataset)
 
-        with bad_input_fails_fast():
-            return ingest_step(Pipeline.of(), _run(data_date_of(get_current_context()).isoformat()))
+    @dag(
+        dag_id=this_dag,
+        schedule=DailyTriggerWindow(0, settings.schedule_start, settings.schedule_end),
+        start_date=None,  # the window bounds the timetable (dags/schedule.py), so runs outside it still fail loudly
+        catchup=False,
+        max_active_runs=1,
+        doc_md=__doc__,
+        description=f"{dataset}: ingest, validate, train, gate and promote",
+        tags=["nightshift", dataset],
+        default_args=DEFAULT_ARGS,
+        params={
+            "data_date": data_date_param(),
+            "gate_mode": Param("enforce", type=["null", "string"], enum=[None, *GATE_MODES],
+                               title="Gate mode", description="Empty: enforce."),
+            "override_reason": Param(None, type=["null", "string"], title="Override reason",
+                                     description="Required with gate_mode=override; recorded in the audit trail."),
+            "reason": Param(None, type=["null", "string"], title="Why this run",
+                            description="Recorded on the candidate. A run with a reason always trains."),
+            "retrain_every_days": Param(None, type=["null", "integer"], minimum=0, title="Retrain every N days",
+                                        description="Empty: the spec's or NIGHTSHIFT_RETRAIN_EVERY_DAYS. "
+                                                    "0: only with a reason."),
+        },
+    )
+    def nightly() -> None:
+        @task
+        def ingest() -> dict[str, Any]:
+            from jobs.context import Pipeline
+            from jobs.nightly import ingest_step
+            from nightshift.runctx import data_date_of
 
-    @task
-    def validate(ingested: dict[str, Any]) -> dict[str, Any]:
-        from jobs.context import Pipeline
-        from jobs.nightly import validate_step
+            ctx = Pipeline.of(dataset)
+            with bad_input_fails_fast():
+                day = data_date_of(get_current_context())
+            check_scheduled(ctx.settings, day, this_dag)
+            with bad_input_fails_fast():
+                return ingest_step(ctx, _run(day.isoformat()))
 
-        with bad_input_fails_fast():
-            return validate_step(Pipeline.of(), _run(ingested["data_date"]))
+        @task
+        def validate(ingested: dict[str, Any]) -> dict[str, Any]:
+            from jobs.context import Pipeline
+            from jobs.nightly import validate_step
 
-    @task
-    def train(ingested: dict[str, Any]) -> dict[str, Any]:
-        from jobs.context import Pipeline
-        from jobs.nightly import train_step
+            with bad_input_fails_fast():
+                return validate_step(Pipeline.of(dataset), _run(ingested["data_date"]))
 
-        with bad_input_fails_fast():
-            return done_or_skipped(train_step(Pipeline.of(), _run(ingested["data_date"])),  # type: ignore[no-any-return]
-                                   get_current_context())
+        @task
+        def train(ingested: dict[str, Any]) -> dict[str, Any]:
+            from jobs.context import Pipeline
+            from jobs.nightly import train_step
 
-    @task
-    def evaluate(ingested: dict[str, Any], candidate: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
-        from jobs.context import Pipeline
-        from jobs.nightly import evaluate_step
+            with bad_input_fails_fast():
+                return done_or_skipped(  # type: ignore[no-any-return]
+                    train_step(Pipeline.of(dataset), _run(ingested["data_date"])), get_current_context())
 
-        with bad_input_fails_fast():
-            return evaluate_step(Pipeline.of(), _run(ingested["data_date"]), candidate, validation)
+        @task
+        def evaluate(ingested: dict[str, Any], candidate: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
+            from jobs.context import Pipeline
+            from jobs.nightly import evaluate_step
 
-    @task(outlets=[CHAMPION])
-    def promote(ingested: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
-        from jobs.context import Pipeline
-        from jobs.nightly import promote_step
+            with bad_input_fails_fast():
+                return evaluate_step(Pipeline.of(dataset), _run(ingested["data_date"]), candidate, validation)
 
-        context = get_current_context()
-        promoted = done_or_skipped(promote_step(Pipeline.of(), _run(ingested["data_date"]), decision), context)
-        # `scoring` runs on this event; it scores as of this run's data date.
-        context["outlet_events"][CHAMPION].extra = {"data_date": ingested["data_date"],
-                                                    "version": str(decision["version"])}
-        return promoted  # type: ignore[no-any-return]
+        @task(outlets=[champion])
+        def promote(ingested: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
+            from jobs.context import Pipeline
+            from jobs.nightly import promote_step
 
-    # Task calls take and return XComArgs at parse time; mypy sees the runtime types.
-    ingested = ingest()
-    validation = validate(ingested)  # type: ignore[arg-type]
-    candidate = train(ingested)  # type: ignore[arg-type]
-    validation >> candidate  # type: ignore[operator]  # nothing trains on data that failed validation
-    promote(ingested, evaluate(ingested, candidate, validation))  # type: ignore[arg-type]
+            context = get_current_context()
+            promoted = done_or_skipped(promote_step(Pipeline.of(dataset), _run(ingested["data_date"]), decision),
+                                       context)
+            # `scoring` runs on this event; it scores as of this run's data date.
+            context["outlet_events"][champion].extra = {"data_date": ingested["data_date"],
+                                                        "version": str(decision["version"])}
+            return promoted  # type: ignore[no-any-return]
+
+        # Task calls take and return XComArgs at parse time; mypy sees the runtime types.
+        ingested = ingest()
+        validation = validate(ingested)  # type: ignore[arg-type]
+        candidate = train(ingested)  # type: ignore[arg-type]
+        validation >> candidate  # type: ignore[operator]  # nothing trains on data that failed validation
+        promote(ingested, evaluate(ingested, candidate, validation))  # type: ignore[arg-type]
+
+    return nightly()
 
 
-nightly()
+for _dataset, _settings in datasets().items():
+    nightly_dag(_dataset, _settings)

@@ -1,13 +1,14 @@
 """The pipeline context: what every step of a run needs, made once per run and passed to each step.
 
-The settings, the dataset's spec, its registered model's name, the MLflow client (set up once) and
-the SQL store's engine. The CLI makes one per command; an Airflow task makes one per task process
-(`Pipeline.of()` from the environment). Nothing is opened until a step asks for it.
+The settings (with the dataset's own values from its spec: Settings.for_dataset), the dataset's
+spec, its registered model's name, the MLflow client (set up once) and the SQL store's engine. The
+CLI makes one per command; an Airflow task makes one per task process (`Pipeline.of(dataset)`, settings
+from the environment). Nothing is opened until a step asks for it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -21,19 +22,20 @@ if TYPE_CHECKING:
 
 @dataclass
 class Pipeline:
-    """One dataset's pipeline under one set of settings."""
+    """One dataset's pipeline under one set of settings (resolved for the dataset when made)."""
 
     settings: Settings = field(default_factory=get_settings)
+    dataset_name: InitVar[str | None] = None  # None: the configured dataset (NIGHTSHIFT_DATASET)
+    spec: DatasetSpec = field(init=False)
+
+    def __post_init__(self, dataset_name: str | None) -> None:
+        self.spec = self.settings.spec(dataset_name)
+        self.settings = self.settings.for_dataset(self.spec)
 
     @classmethod
-    def of(cls, settings: Settings | None = None) -> Pipeline:
-        """The pipeline of the configured dataset (settings from the environment unless given)."""
-        return cls(settings or get_settings())
-
-    @cached_property
-    def spec(self) -> DatasetSpec:
-        """The dataset spec."""
-        return self.settings.spec()
+    def of(cls, dataset: str | None = None, settings: Settings | None = None) -> Pipeline:
+        """The pipeline of `dataset` (default: the configured one); settings from the environment unless given."""
+        return cls(settings or get_settings(), dataset)
 
     @property
     def dataset(self) -> str:

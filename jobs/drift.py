@@ -215,7 +215,8 @@ def check_drift(ctx: Pipeline, data_date: date, *, run_id: str = "cli", log: Any
             summary = _summary(data_date, champion, found, perf, decision, report_uri)
             mlflow.log_dict(summary, "drift_summary.json")
 
-    reason = _reason(data_date, champion, found, perf, decision, report_uri)
+    unjudged = _not_judged(found, perf, settings.drift_min_rows)
+    reason = _reason(data_date, champion, found, perf, decision, report_uri, unjudged)
     triggered = drift_run_id(data_date) if decision.retrain else None
     drifthistory.record(engine, {
         "dataset": spec.name, "data_date": data_date, "run_id": run_id, "model_name": name,
@@ -233,7 +234,7 @@ def check_drift(ctx: Pipeline, data_date: date, *, run_id: str = "cli", log: Any
         "reason": reason, "report_uri": report_uri, "triggered_run_id": triggered})
     log(f"drift of {spec.name} {data_date} against champion v{champion}: {found.rows} rows vs "
         f"{found.reference_rows} reference rows")
-    for line in [*decision.reasons, perf["note"]]:
+    for line in [*decision.reasons, perf["note"], *unjudged]:
         log(f"  {line}")
     log(f"report: {report_uri}")
     log(("RETRAIN: " if decision.retrain else "no retrain: ") + reason)
@@ -260,14 +261,25 @@ def _figures(found: DriftReport, perf: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def _not_judged(found: DriftReport, perf: dict[str, Any], min_rows: int) -> list[str]:
+    """Why a check judged nothing today (too few rows, no labels yet), one line per check; [] when all judged."""
+    out = []
+    if found.data_drift is None:
+        out.append(f"data and prediction drift not judged: {found.rows} rows, fewer than drift_min_rows={min_rows} "
+                   "(the spec's settings.drift_min_rows, or NIGHTSHIFT_DRIFT_MIN_ROWS)")
+    if perf["performance_drift"] is None:
+        out.append(f"performance drift not judged: {perf['note']}")
+    return out
+
+
 def _reason(day: date, champion: str, found: DriftReport, perf: dict[str, Any], decision: DriftDecision,
-            report_uri: str) -> str:
+            report_uri: str, unjudged: list[str]) -> str:
     figures = _figures(found, perf)
     fired = "; ".join(f"{c} drift ({figures.get(c, 'held in earlier windows')})" for c in decision.fired)
     head = f"drift {day} vs champion v{champion}: " + (fired or "no check held")
     if decision.cooldown_until:
         head += f"; cooldown until {decision.cooldown_until}"
-    return f"{head}; report {report_uri}"
+    return "; ".join([head, *unjudged, f"report {report_uri}"])
 
 
 def _summary(day: date, champion: str, found: DriftReport, perf: dict[str, Any], decision: DriftDecision,

@@ -40,7 +40,9 @@ def load_source(spec: DatasetSpec, cache_dir: Path | None = None) -> pd.DataFram
     else:
         path = Path(spec.source.path or "")
         path = path if path.is_absolute() else spec.spec_dir / path
-        frame = pd.read_parquet(path) if spec.source.format == "parquet" else pd.read_csv(path)
+        if not path.is_file():
+            raise ValueError(f"the source file of {spec.name} does not exist: {path}")
+        frame = pd.read_parquet(path) if spec.source.file_format() == "parquet" else pd.read_csv(path)
     missing = [c for c in spec.stored_columns if c not in frame.columns]
     if missing:
         raise ValueError(f"source of {spec.name} lacks columns {missing}")

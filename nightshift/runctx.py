@@ -6,9 +6,22 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-# The Airflow assets between the DAGs (Airflow matches assets by URI).
-CHAMPION_ASSET = "nightshift://registry/champion"
-PREDICTIONS_ASSET = "nightshift://store/predictions"
+DAG_KINDS = ("nightly", "scoring", "drift")  # every dataset gets one DAG of each
+
+
+def dag_id(kind: str, dataset: str) -> str:
+    """The id of a dataset's DAG of one kind, e.g. nightly__flights."""
+    return f"{kind}__{dataset}"
+
+
+def champion_asset(dataset: str) -> str:
+    """URI of the asset a dataset's `nightly` updates on promotion (its `scoring` runs on it)."""
+    return f"nightshift://registry/{dataset}/champion"
+
+
+def predictions_asset(dataset: str) -> str:
+    """URI of the asset a dataset's `scoring` updates when it publishes a snapshot."""
+    return f"nightshift://store/{dataset}/predictions"
 
 
 def drift_run_id(day: date) -> str:

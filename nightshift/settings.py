@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nightshift.spec import DatasetSpec, load_spec
@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     """Where things live and how the pipeline behaves; every field is NIGHTSHIFT_<FIELD> in the env."""
 
     model_config = SettingsConfigDict(env_prefix="NIGHTSHIFT_", extra="ignore")
+    _base: Settings | None = PrivateAttr(None)  # the settings `for_dataset` resolved these from
 
     home: Path = Field(default_factory=lambda: Path.cwd() / ".nightshift")
     dataset: str = "flights"
@@ -40,9 +41,11 @@ class Settings(BaseSettings):
     airflow_user: str = "nightshift"
     airflow_password: str = ""
 
-    # The nightly schedule's first and last data dates (the bundled dataset covers 2013 only).
-    schedule_start: date = date(2013, 1, 1)
-    schedule_end: date | None = date(2013, 12, 31)
+    # Dataset-dependent settings (each dataset's spec sets its own under `settings:`; set here, in the
+    # environment, they override every spec's): see DatasetSettings in nightshift/spec.py and docs/spec.md.
+    # The DAGs' first and last data dates; None: unbounded.
+    schedule_start: date | None = None
+    schedule_end: date | None = None
 
     # Training.
     train_days: int = Field(56, ge=1)
@@ -79,7 +82,7 @@ class Settings(BaseSettings):
     # Rows sampled from the champion's training window to compare each day with (distances are named
     # in validation/drift.py, so a small sample does not switch Evidently to p-value tests).
     drift_reference_rows: int = Field(20_000, ge=100)
-    drift_min_rows: int = Field(300, ge=1)  # a day with fewer rows (or labelled rows) is not judged
+    drift_min_rows: int = Field(100, ge=1)  # a day with fewer rows (or labelled rows) is not judged
     drift_feature_share: float = Field(0.1, gt=0, le=1)  # share of drifted features that is data drift
     drift_num_threshold: float = Field(1.0, gt=0)  # normed Wasserstein distance of a numeric feature
     drift_cat_threshold: float = Field(0.2, gt=0, le=1)  # Jensen-Shannon distance of a categorical feature
@@ -172,6 +175,28 @@ class Settings(BaseSettings):
     def spec(self, dataset: str | None = None) -> DatasetSpec:
         """The dataset spec of `dataset` (default: the configured one)."""
         return load_spec(dataset or self.dataset, str(self.spec_dir) if self.spec_dir else None)
+
+    def for_dataset(self, spec: DatasetSpec) -> Settings:
+        """These settings with the spec's values of the dataset-dependent ones, except those set explicitly
+        (in the environment or by the caller), which win; validated again as a whole."""
+        base = self._base or self  # resolved again for another dataset: from the explicit settings, not ours
+        given = spec.settings.model_dump(exclude_none=True)
+        update = {k: v for k, v in given.items() if k not in base.model_fields_set}
+        merged = Settings.model_validate({**{k: getattr(base, k) for k in type(self).model_fields},
+                                          **update, "dataset": spec.name})
+        merged._base = base
+        return merged
+
+    def schedule_window(self) -> str:
+        """The schedule's window in words, e.g. 2013-01-01..2013-12-31 (either end may be open)."""
+        return f"{self.schedule_start or 'any date'}..{self.schedule_end or 'open-ended'}"
+
+    def check_scheduled(self, day: date, dag_id: str) -> None:
+        """ValueError naming the window when `day` lies outside the dataset's schedule."""
+        if (self.schedule_start and day < self.schedule_start) or (self.schedule_end and day > self.schedule_end):
+            raise ValueError(f"{day} is outside the schedule of {dag_id}: {self.schedule_window()} (settings "
+                             f"schedule_start/schedule_end of the {self.dataset} spec, or NIGHTSHIFT_SCHEDULE_START/"
+                             "END); nothing was run")
 
     def model_name(self, dataset: str) -> str:
         """The one registered model of a dataset."""

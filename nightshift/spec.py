@@ -1,15 +1,20 @@
-"""Dataset specs: a dataset is configuration (YAML), loaded into typed, validated objects."""
+"""Dataset specs: a dataset is configuration (YAML), loaded into typed, validated objects.
+
+Every field below carries its meaning in its `description`: docs/spec.md is generated from these
+models (`nightshift spec-reference`), and a test keeps it current.
+"""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SPEC_DIR = Path(__file__).parent / "specs"
 
@@ -19,16 +24,30 @@ class Feature(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    kind: Literal["numeric", "categorical"]
-    null_share: float | None = None  # max share of nulls; None = the spec's default
-    min: float | None = None
-    max: float | None = None
-    categories: list[str] | None = None  # allowed values; None = open set (unknowns map to OOV)
-    derived: bool = False  # produced by the spec's derive hook, not present in raw rows
-    # Watched for drift. False for a feature one day's rows cannot judge (the weekday is constant
-    # within a day, so every day would "drift").
-    monitor: bool = True
+    name: str = Field(description="Column name in the source (or added by the derive hook).")
+    kind: Literal["numeric", "categorical"] = Field(
+        description="`numeric`: scaled, nulls imputed with the training median. `categorical`: an embedding per "
+                    "value seen 5+ times in training; other values and nulls share one unknown bucket.")
+    null_share: float | None = Field(None, ge=0, le=1, description="Largest share of nulls a day may have; "
+                                     "empty: `expectations.max_null_share`.")
+    min: float | None = Field(None, description="Numeric: smallest valid value (validation allows "
+                              "`expectations.range_mostly` of values inside [min, max]).")
+    max: float | None = Field(None, description="Numeric: largest valid value.")
+    categories: list[str | int] | None = Field(
+        None, description="Categorical: the closed set of allowed values, strings or integers (`[0, 1]` for an "
+                          "integer-coded column); empty: an open set (unseen values map to the unknown bucket). "
+                          "Requests to the real-time endpoint must use one of them.")
+    derived: bool = Field(False, description="Produced by the spec's derive hook, not present in raw rows.")
+    monitor: bool = Field(True, description="Watched for drift. `false` for a feature one day's rows cannot judge "
+                                            "(the weekday is constant within a day, so every day would drift).")
+
+    @model_validator(mode="after")
+    def _kind_fits(self) -> Feature:
+        if self.kind == "numeric" and self.categories is not None:
+            raise ValueError(f"feature {self.name!r}: categories are for categorical features")
+        if self.kind == "categorical" and (self.min is not None or self.max is not None):
+            raise ValueError(f"feature {self.name!r}: min/max are for numeric features")
+        return self
 
 
 class Source(BaseModel):
@@ -36,9 +55,11 @@ class Source(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    loader: str | None = None  # "module:function" returning a DataFrame
-    path: str | None = None  # relative paths resolve against the spec file's folder
-    format: Literal["csv", "parquet"] | None = None
+    loader: str | None = Field(None, description="`module:function` returning a pandas DataFrame of every row.")
+    path: str | None = Field(None, description="A CSV or Parquet file; a relative path resolves against the "
+                                               "spec file's folder.")
+    format: Literal["csv", "parquet"] | None = Field(None, description="The file's format (with `path`); empty: "
+                                                     "from the file's extension.")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Source:
@@ -46,46 +67,106 @@ class Source(BaseModel):
             raise ValueError("source needs exactly one of 'loader' or 'path'")
         return self
 
+    def file_format(self) -> str:
+        """csv or parquet: `format`, else the path's extension."""
+        if self.format:
+            return self.format
+        return "parquet" if str(self.path).lower().endswith((".parquet", ".pq")) else "csv"
+
 
 class Target(BaseModel):
+    """The binary label a model learns."""
+
     model_config = ConfigDict(extra="forbid")
 
-    column: str
-    positive: Any  # the value that counts as the positive class
-    threshold: float = Field(0.5, gt=0, lt=1)  # score at or above which a prediction is labelled positive
+    column: str = Field(description="The label column.")
+    positive: Any = Field(description="The value that counts as the positive class (`1`, `\"yes\"`, `true`); "
+                                      "any other non-null value is negative, a null is not labelled yet.")
+    threshold: float = Field(0.5, gt=0, lt=1, description="Score at or above which a prediction is labelled "
+                                                          "positive.")
 
 
 class Scoring(BaseModel):
+    """What batch scoring scores."""
+
     model_config = ConfigDict(extra="forbid")
 
-    # What a batch scoring run scores: every ingested partition, the full dataset ("all", the
-    # default: upcoming flights are what a lookup asks about), or only the data date's ("day").
-    scope: Literal["all", "day"] = "all"
+    scope: Literal["all", "day"] = Field("all", description="`all`: every ingested partition (the full dataset, "
+                                         "what lookups ask about); `day`: only the run's data date.")
 
 
 class Derive(BaseModel):
+    """Derived features: a Python hook run on raw rows, the same way in training, scoring and serving."""
+
     model_config = ConfigDict(extra="forbid")
 
-    hook: str  # "module:function": DataFrame of raw inputs -> same frame with derived columns added
-    inputs: list[str] = Field(default_factory=list)  # raw columns the hook reads
+    hook: str = Field(description="`module:function`: DataFrame of raw inputs -> the same frame with the derived "
+                                  "columns added.")
+    inputs: list[str] = Field(default_factory=list, description="Raw columns the hook reads that are not features "
+                                                                "themselves (callers of the real-time endpoint "
+                                                                "send them).")
 
 
 class Expectations(BaseModel):
+    """The data-quality gate of each day's partition (Great Expectations)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    min_rows: int = 1
-    max_rows: int = 10_000_000
-    max_null_share: float = 0.05
-    max_unknown_share: float = 0.02  # share of values outside a feature's categories
-    range_mostly: float = 0.999  # share of numeric values that must lie within [min, max]
-    target_null_share: float = 0.1
+    min_rows: int = Field(1, ge=0, description="Fewest rows a day may have.")
+    max_rows: int = Field(10_000_000, ge=1, description="Most rows a day may have.")
+    max_null_share: float = Field(0.05, ge=0, le=1, description="Default largest share of nulls of a feature.")
+    max_unknown_share: float = Field(0.02, ge=0, le=1, description="Largest share of values outside a "
+                                                                   "feature's `categories`.")
+    range_mostly: float = Field(0.999, gt=0, le=1, description="Share of numeric values that must lie within "
+                                                               "[min, max].")
+    target_null_share: float = Field(0.1, ge=0, le=1, description="Largest share of rows without a label yet.")
 
 
 class GateFloors(BaseModel):
+    """Absolute floors a candidate must clear before it is compared with the champion and the baseline."""
+
     model_config = ConfigDict(extra="forbid")
 
-    min_auc: float = 0.6
-    max_log_loss: float = 0.69
+    min_auc: float = Field(0.6, gt=0, le=1, description="Lowest holdout ROC AUC.")
+    max_log_loss: float = Field(0.69, gt=0, description="Highest holdout log loss (the gate also demands "
+                                                        "beating the base rate's).")
+
+
+class DatasetSettings(BaseModel):
+    """The dataset's own values of settings that depend on its data. A `NIGHTSHIFT_<NAME>` environment
+    variable, when set, overrides the spec's value (for every dataset); empty: the built-in default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schedule_start: date | None = Field(None, description="First data date the DAGs schedule and accept; empty: "
+                                                          "no lower bound (scheduled runs start today).")
+    schedule_end: date | None = Field(None, description="Last data date the DAGs schedule and accept; empty: "
+                                                        "open-ended. A run for a date outside the window fails "
+                                                        "and says so.")
+    train_days: int | None = Field(None, ge=1, description="Days of data a model trains on (default 56).")
+    holdout_days: int | None = Field(None, ge=1, description="Days after the training window the gates judge on "
+                                                             "(default 7).")
+    min_train_days: int | None = Field(None, ge=1, description="Fewest ingested training days to train at all "
+                                                               "(default 5).")
+    retrain_every_days: int | None = Field(None, ge=0, description="`nightly` retrains when the champion is this "
+                                           "many data days old; 0: only runs with a reason retrain (default 1).")
+    min_slice_rows: int | None = Field(None, ge=1, description="Fewest holdout rows of a slice for the per-slice "
+                                                               "gate to judge it (default 300).")
+    drift_min_rows: int | None = Field(None, ge=1, description="Fewest rows (and served labelled rows) of a day for "
+                                                               "drift to judge it (default 100).")
+    drift_window_days: int | None = Field(None, ge=1, description="n: daily drift windows looked at (default 7).")
+    drift_min_windows: int | None = Field(None, ge=1, description="k: of which this many must have drifted to "
+                                                                  "retrain (default 3).")
+    drift_cooldown_days: int | None = Field(None, ge=0, description="Data days after a drift retrain with no "
+                                                                    "other (default 7).")
+    label_delay_days: int | None = Field(None, ge=0, description="Labels of day D are judged by the drift run of "
+                                                                 "D + this (default 1).")
+
+    @model_validator(mode="after")
+    def _window(self) -> DatasetSettings:
+        if self.schedule_start and self.schedule_end and self.schedule_end < self.schedule_start:
+            raise ValueError(f"schedule_end {self.schedule_end} is before schedule_start {self.schedule_start}")
+        return self
 
 
 class DatasetSpec(BaseModel):
@@ -93,19 +174,28 @@ class DatasetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    description: str = ""
-    source: Source
-    entity_key: str
-    date_column: str  # partition date (YYYY-MM-DD) of each row
-    event_timestamp: str | None = None
-    target: Target
-    features: list[Feature]
-    derive: Derive | None = None
-    slices: list[str] = Field(default_factory=list)
-    expectations: Expectations = Field(default_factory=Expectations)
-    gates: GateFloors = Field(default_factory=GateFloors)
-    scoring: Scoring = Field(default_factory=Scoring)
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,49}$", description="The dataset's name: DAG ids "
+                      "(`nightly__<name>`), the registered model (`nightshift-<name>`), API paths. Lower case "
+                      "letters, digits and `_`; the file name without `.yaml` must match it.")
+    description: str = Field("", description="One line for people.")
+    source: Source = Field(description="Where the rows come from.")
+    entity_key: str = Field(description="Column that identifies a row (unique within a day): what the lookup API "
+                                        "is asked for.")
+    date_column: str = Field(description="Column holding each row's data date (a date, a timestamp or "
+                                         "`YYYY-MM-DD` text): one offline-store partition per date.")
+    event_timestamp: str | None = Field(None, description="Optional column with each row's event time, kept in "
+                                                          "the offline store.")
+    target: Target = Field(description="The label.")
+    features: list[Feature] = Field(min_length=1, description="The model's inputs, in order.")
+    derive: Derive | None = Field(None, description="Derived features (`derived: true` features need it).")
+    slices: list[str] = Field(default_factory=list, description="Categorical features the gates also judge slice "
+                                                                "by slice (a candidate may not regress on any).")
+    expectations: Expectations = Field(default_factory=Expectations, description="Data-quality limits of a day.")
+    gates: GateFloors = Field(default_factory=GateFloors, description="Absolute floors of the gates.")
+    scoring: Scoring = Field(default_factory=Scoring, description="What batch scoring scores.")
+    settings: DatasetSettings = Field(default_factory=DatasetSettings,
+                                      description="The dataset's schedule window, training windows and drift "
+                                                  "figures; `NIGHTSHIFT_<NAME>` in the environment overrides each.")
     spec_dir: Path = Field(default=SPEC_DIR, exclude=True)
 
     @model_validator(mode="after")
@@ -185,4 +275,23 @@ def load_spec(name_or_path: str, extra_dir: str | None = None) -> DatasetSpec:
             raise ValueError(f"unknown dataset {name_or_path!r}; known: {', '.join(sorted(specs))}")
         path = specs[name_or_path]
     raw = yaml.safe_load(path.read_text())
-    return DatasetSpec(**raw, spec_dir=path.parent)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} is not a YAML mapping of spec fields (docs/spec.md)")
+    try:
+        spec = DatasetSpec(**raw, spec_dir=path.parent)
+    except ValidationError as exc:
+        raise ValueError(f"dataset spec {path} is invalid (docs/spec.md lists every field):\n{exc}") from exc
+    if spec.name != path.stem:
+        raise ValueError(f"dataset spec {path} names itself {spec.name!r}: name the file {spec.name}.yaml")
+    return spec
+
+
+def load_all(extra_dir: Path | None = None) -> tuple[dict[str, DatasetSpec], dict[str, str]]:
+    """Every spec the installation knows, by name, and the error of each one that does not load."""
+    specs, errors = {}, {}
+    for name, path in available_specs(extra_dir).items():
+        try:
+            specs[name] = load_spec(str(path))
+        except ValueError as exc:
+            errors[name] = str(exc)
+    return specs, errors

@@ -42,11 +42,25 @@ def _day(text: str) -> date:
         raise typer.BadParameter(f"{text!r} is not a date of the form YYYY-MM-DD") from None
 
 
+_options: dict[str, Any] = {"dataset": None}
+
+
+@app.callback()
+def _main(dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="The dataset to act on, by name "
+                                                       "(`nightshift datasets` lists them); default: "
+                                                       "NIGHTSHIFT_DATASET, flights")] = None) -> None:
+    """Nightshift: validate, train, gate, promote and inspect tabular models (one dataset per command)."""
+    _options["dataset"] = dataset
+
+
 def _ctx() -> Any:
-    """The pipeline context of this command (settings from the environment)."""
+    """The pipeline context of this command: the --dataset (or configured) dataset, settings from the environment."""
     from jobs.context import Pipeline
 
-    return Pipeline.of()
+    try:
+        return Pipeline.of(_options["dataset"])
+    except ValueError as exc:  # an unknown dataset or a spec that does not load
+        _fail(exc)
 
 
 def _log(msg: str) -> None:
@@ -80,15 +94,36 @@ def init() -> None:
 
 
 @app.command()
-def ingest(day: Day, end: Annotated[str | None, typer.Option(help="Last date of a range")] = None) -> None:
-    """Write the day's (or a range's) partitions into the offline store."""
+def ingest(day: Annotated[str | None, typer.Argument(help="Data date, YYYY-MM-DD; empty: every date of the "
+                                                        "source within the dataset's schedule window")] = None,
+           end: Annotated[str | None, typer.Option(help="Last date of a range")] = None) -> None:
+    """Write the day's (or a range's, or the whole source's) partitions into the offline store.
+
+    Dates the source has no rows for get no partition, and are listed; when it has none of them, nothing
+    is written and the command fails naming the dates the source covers.
+    """
     _quiet()
     from jobs.ingest import ingest as run
 
+    ctx = _ctx()
     try:
-        run(_ctx(), _day(day), _day(end) if end else None, log=_log)
+        run(ctx, _day(day) if day else None, _day(end) if end else None, log=_log)
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
+
+
+@app.command()
+def dates() -> None:
+    """Print the first and last data dates of the dataset's source within its schedule window (`FIRST LAST`)."""
+    _quiet()
+    from jobs.ingest import source_dates
+
+    ctx = _ctx()
+    try:
+        first, last = source_dates(ctx)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    print(first.isoformat(), last.isoformat())
 
 
 @app.command()
@@ -205,7 +240,8 @@ def run_all(day: Day, mode: Annotated[str | None, typer.Option(help=GATE_MODE_HE
 
 
 @app.command()
-def trigger(dag_id: Annotated[str, typer.Argument(help="DAG to run, e.g. nightly")], day: Day,
+def trigger(dag: Annotated[str, typer.Argument(help="DAG to run: nightly, scoring or drift (of the --dataset), "
+                                                   "or a full DAG id such as nightly__flights")], day: Day,
             wait: Annotated[bool, typer.Option(help="Wait for the run to finish")] = True,
             mode: Annotated[str, typer.Option(help=f"gate_mode param (nightly): {GATE_MODE_HELP}")] = "enforce",
             override_reason: Annotated[str, typer.Option(help="override_reason param (nightly, with --mode "
@@ -221,17 +257,23 @@ def trigger(dag_id: Annotated[str, typer.Argument(help="DAG to run, e.g. nightly
     stays that of the run that did the work) unless --rerun; after a failed one, or with --rerun, a
     new run for the same date starts beside it; a running one is waited for.
     """
-    from nightshift.settings import get_settings
+    from nightshift.runctx import DAG_KINDS
+    from nightshift.runctx import dag_id as dag_id_of
     from ops.airflow_api import AirflowAPI
 
-    s = get_settings()
+    ctx = _ctx()
+    s = ctx.settings
+    kind = dag.split("__", 1)[0]
+    if kind not in DAG_KINDS:
+        _fail(ValueError(f"no DAG kind {kind!r}: one of {', '.join(DAG_KINDS)}"))
+    dag_id = dag if "__" in dag else dag_id_of(kind, ctx.dataset)
     if not s.airflow_password:
         _fail(RuntimeError("set NIGHTSHIFT_AIRFLOW_PASSWORD (infra/local/stack.sh env prints it)"))
     if mode == "override" and not override_reason.strip():
         _fail(ValueError("--mode override needs --override-reason (a written reason)"))
     api = AirflowAPI(s.airflow_url, s.airflow_user, s.airflow_password)
     conf: dict[str, Any] = {}
-    if dag_id == "nightly":  # None, like the UI's empty fields: the DAG's defaults apply
+    if kind == "nightly":  # None, like the UI's empty fields: the DAG's defaults apply
         conf = {"gate_mode": mode, "override_reason": override_reason.strip() or None,
                 "reason": reason.strip() or None}
     try:
@@ -253,7 +295,7 @@ def trigger(dag_id: Annotated[str, typer.Argument(help="DAG to run, e.g. nightly
             if state != "success":
                 _fail(RuntimeError(f"{dag_id} run {run_id} ended {state}; see its task logs in the Airflow UI"))
             _log(f"{dag_id} for {day} succeeded")
-        if state == "success" and dag_id == "nightly":
+        if state == "success" and kind == "nightly":
             _print_run_outcome(api, dag_id, run_id)
     except (RuntimeError, TimeoutError) as exc:
         _fail(exc)
@@ -297,19 +339,25 @@ def drift(day: Day) -> None:
 
 
 @app.command()
-def replay(start: Annotated[str, typer.Argument(help="First data date")] = "2013-01-01",
-           end: Annotated[str, typer.Argument(help="Last data date")] = "2013-12-30",
+def replay(start: Annotated[str | None, typer.Argument(help="First data date (default: the source's first in "
+                                                          "the schedule window)")] = None,
+           end: Annotated[str | None, typer.Argument(help="Last data date (default: the source's last)")] = None,
            out: Annotated[Path, typer.Option(help="Folder for replay.png, replay.csv and replay.md")]
            = Path("docs/replay"),
            via: Annotated[str, typer.Option(help="airflow (backfills through the running Airflow's REST API) "
                                                  "or dag-test (in this process, no scheduler)")] = "airflow") -> None:
     """Replay start..end day by day through nightly and drift (and scoring on promotions); chart the loop."""
     _quiet()
+    from jobs.ingest import source_dates
     from ops import replay as rp
 
     ctx = _ctx()
     s = ctx.settings
-    first, last = _day(start), _day(end)
+    try:
+        first, last = source_dates(ctx) if start is None or end is None else (_day(start), _day(end))
+    except ValueError as exc:
+        _fail(exc)
+    first, last = (_day(start) if start else first), (_day(end) if end else last)
     if via == "airflow":
         from ops.airflow_api import AirflowAPI
 
@@ -325,14 +373,14 @@ def replay(start: Annotated[str, typer.Argument(help="First data date")] = "2013
 
     def checkpoint(partial: Any) -> None:
         to = partial["data_date"].iloc[-1]
-        rp.write(partial, out, title=f"Replay of {s.dataset} {first}..{last} (so far: to {to})",
+        rp.write(partial, out, title=f"Replay of {ctx.dataset} {first}..{last} (so far: to {to})",
                  command=f"{command} (so far: to {to})")
 
     try:
         frame = rp.replay(runner, ctx, first, last, log=_log, checkpoint=checkpoint)
     except (RuntimeError, TimeoutError, ValueError) as exc:
         _fail(exc)
-    paths = rp.write(frame, out, title=f"Replay of {s.dataset} {first}..{last}", command=command)
+    paths = rp.write(frame, out, title=f"Replay of {ctx.dataset} {first}..{last}", command=command)
     _log(f"replayed {len(frame)} days at {frame.attrs['seconds_per_day']:.1f} s a day: "
          + ", ".join(str(p) for p in paths.values()))
 
@@ -358,14 +406,13 @@ def score(day: Annotated[str | None, typer.Argument(help="Data date (needed for 
 @app.command()
 def snapshots() -> None:
     """The prediction snapshots of the dataset, newest first; `served` is the one the lookup API reads."""
-    from nightshift import predstore, store
-    from nightshift.settings import get_settings
+    from nightshift import predstore
 
-    s = get_settings()
-    t = Table(title=f"Prediction snapshots of {s.dataset}")
+    ctx = _ctx()
+    t = Table(title=f"Prediction snapshots of {ctx.dataset}")
     for col in ("id", "served", "status", "model", "scoring run", "data interval", "rows", "scored at"):
         t.add_column(col, overflow="fold")
-    for r in predstore.list_snapshots(store.get_engine(s.store_uri), dataset=s.dataset):
+    for r in predstore.list_snapshots(ctx.engine, dataset=ctx.dataset):
         t.add_row(str(r["id"]), "*" if r["served"] else "", r["status"], f"v{r['model_version']}", r["run_id"],
                   f"{r['data_start']}..{r['data_end']}", f"{r['row_count'] or 0:,}", f"{r['scored_at']:%Y-%m-%d %H:%M}")
     console.print(t)
@@ -376,16 +423,15 @@ def serve_snapshot(snapshot_id: Annotated[int, typer.Argument(help="A complete s
                    reason: Annotated[str, typer.Option(help="Why: recorded in the audit trail")] = "manual switch"
                    ) -> None:
     """Switch the served prediction snapshot (e.g. back to an older one), atomically and audited."""
-    from nightshift import predstore, store
-    from nightshift.settings import get_settings
+    from nightshift import predstore
 
-    s = get_settings()
+    ctx = _ctx()
     try:
-        before = predstore.serve(store.get_engine(s.store_uri), dataset=s.dataset, snapshot_id=snapshot_id,
-                                 actor=_actor(), reason=reason)
+        before = predstore.serve(ctx.engine, dataset=ctx.dataset, snapshot_id=snapshot_id, actor=_actor(),
+                                 reason=reason)
     except predstore.SnapshotError as exc:
         _fail(exc)
-    _log(f"{s.dataset}: served snapshot {before} -> {snapshot_id}")
+    _log(f"{ctx.dataset}: served snapshot {before} -> {snapshot_id}")
 
 
 @app.command()
@@ -439,22 +485,42 @@ def audit(limit: Annotated[int, typer.Option(help="How many moves")] = 50) -> No
     """Every alias move, newest first: when, who, from which version to which, why."""
     _quiet()
     from nightshift import store
-    from nightshift.settings import get_settings
 
-    s = get_settings()
-    _print_audit(store.alias_history(store.get_engine(s.store_uri), model_name=s.model_name(s.dataset),
-                                     limit=limit))
+    ctx = _ctx()
+    _print_audit(store.alias_history(ctx.engine, model_name=ctx.model_name, limit=limit))
 
 
 @app.command()
 def datasets() -> None:
-    """The dataset specs this installation knows."""
+    """The dataset specs this installation knows: their DAGs, schedule windows and files (and any spec error)."""
+    from nightshift.runctx import DAG_KINDS, dag_id
     from nightshift.settings import get_settings
-    from nightshift.spec import available_specs
+    from nightshift.spec import available_specs, load_all
 
     s = get_settings()
+    specs, errors = load_all(s.spec_dir)
+    t = Table(title="Datasets (one Airflow DAG of each kind per dataset)")
+    for col in ("dataset", "DAGs", "schedule window", "spec file"):
+        t.add_column(col, overflow="fold")
     for name, path in available_specs(s.spec_dir).items():
-        console.print(f"{name}{' (configured)' if name == s.dataset else ''}: {path}")
+        label = name + (" (default)" if name == s.dataset else "")
+        if name in errors:
+            t.add_row(label, "[red]none: the spec does not load[/red]", escape(errors[name].splitlines()[0]), str(path))
+            continue
+        try:
+            window = s.for_dataset(specs[name]).schedule_window()
+        except ValueError as exc:
+            window = f"[red]{escape(str(exc).splitlines()[0])}[/red]"
+        t.add_row(label, ", ".join(dag_id(k, name) for k in DAG_KINDS), window, str(path))
+    console.print(t)
+
+
+@app.command("spec-reference")
+def spec_reference() -> None:
+    """Print the dataset spec reference (docs/spec.md is this output; a test keeps it current)."""
+    from nightshift.specdoc import reference
+
+    print(reference(), end="")
 
 
 def _print_audit(rows: list[dict[str, Any]]) -> None:

@@ -23,14 +23,14 @@ import pandas as pd
 
 from jobs.context import Pipeline
 from nightshift import drifthistory, offline
-from nightshift.runctx import drift_run_id
+from nightshift.runctx import DAG_KINDS, dag_id, drift_run_id
 
 REPLAY_CONF = {"retrain_every_days": 0}  # scheduled runs only ingest and validate: drift retrains
 
 
 class Runner(Protocol):
-    def run(self, dag_id: str, day: date, conf: dict[str, Any] | None = None) -> str:
-        """Run `dag_id` for a data date; its final state."""
+    def run(self, kind: str, day: date, conf: dict[str, Any] | None = None) -> str:
+        """Run the dataset's DAG of `kind` (nightly, scoring, drift) for a data date; its final state."""
 
     def after_drift(self, day: date, triggered: dict[str, Any] | None) -> None:
         """Let what drift triggered (a `nightly` run, then `scoring` on a promotion) finish."""
@@ -54,19 +54,23 @@ class AirflowRunner:
 
     def prepare(self) -> None:
         self.api.wait_until_up()
-        for dag_id in ("nightly", "scoring", "drift"):
-            self.api.wait_for_dag(dag_id)
-            self.api.unpause(dag_id)
+        for kind in DAG_KINDS:
+            self.api.wait_for_dag(self._id(kind))
+            self.api.unpause(self._id(kind))
         self._champion = current_champion(self.ctx)
         self._scorings = self._scoring_runs()
 
-    def run(self, dag_id: str, day: date, conf: dict[str, Any] | None = None) -> str:
+    def _id(self, kind: str) -> str:
+        return dag_id(kind, self.ctx.dataset)
+
+    def run(self, kind: str, day: date, conf: dict[str, Any] | None = None) -> str:
         first = f"{day.isoformat()}T00:00:00Z"
+        dag = self._id(kind)
         deadline = time.monotonic() + self.timeout
         while True:
             try:
                 backfill = self._call("POST", "/backfills", json={
-                    "dag_id": dag_id, "from_date": first, "to_date": first, "reprocess_behavior": "completed",
+                    "dag_id": dag, "from_date": first, "to_date": first, "reprocess_behavior": "completed",
                     "max_active_runs": 1, "dag_run_conf": conf or {}})
                 break
             except RuntimeError as exc:  # a backfill closed by the scheduler's sweep, not by us
@@ -74,7 +78,7 @@ class AirflowRunner:
                     raise
                 time.sleep(1)
         while True:
-            runs = self._call("GET", f"/dags/{dag_id}/dagRuns",
+            runs = self._call("GET", f"/dags/{dag}/dagRuns",
                                   params={"logical_date_gte": first, "logical_date_lte": first})["dag_runs"]
             mine = [r for r in runs if r.get("queued_at") and _at(r["queued_at"]) >= _at(backfill["created_at"])]
             if mine and mine[0]["state"] in ("success", "failed"):
@@ -84,10 +88,10 @@ class AirflowRunner:
                 state = str(runs[0]["state"]) if runs else "missing"
                 break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{dag_id} backfill for {day} not done after {self.timeout:.0f}s")
+                raise TimeoutError(f"{dag} backfill for {day} not done after {self.timeout:.0f}s")
             time.sleep(self.poll)
         self._close(backfill["id"])
-        if dag_id == "nightly":
+        if kind == "nightly":
             self._scoring_if_promoted(day)
         return state
 
@@ -113,14 +117,16 @@ class AirflowRunner:
     def after_drift(self, day: date, triggered: dict[str, Any] | None) -> None:
         if triggered:
             deadline = time.monotonic() + self.timeout
-            while self._call("GET", f"/dags/nightly/dagRuns/{drift_run_id(day)}")["state"] not in ("success", "failed"):
+            nightly = self._id("nightly")
+            path = f"/dags/{nightly}/dagRuns/{drift_run_id(day)}"
+            while self._call("GET", path)["state"] not in ("success", "failed"):
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"nightly {drift_run_id(day)} not done after {self.timeout:.0f}s")
+                    raise TimeoutError(f"{nightly} {drift_run_id(day)} not done after {self.timeout:.0f}s")
                 time.sleep(self.poll)
             self._scoring_if_promoted(day)
 
     def _scoring_runs(self) -> int:
-        return int(self._call("GET", "/dags/scoring/dagRuns", params={"limit": 1})["total_entries"])
+        return int(self._call("GET", f"/dags/{self._id('scoring')}/dagRuns", params={"limit": 1})["total_entries"])
 
     def _scoring_if_promoted(self, day: date) -> None:
         """After a promotion, wait for the `scoring` run its champion asset event starts to finish."""
@@ -129,8 +135,9 @@ class AirflowRunner:
             return
         self._champion = champion
         deadline = time.monotonic() + self.timeout
+        path = f"/dags/{self._id('scoring')}/dagRuns"
         while self._scoring_runs() <= self._scorings or self._call(
-                "GET", "/dags/scoring/dagRuns", params={"state": ["queued", "running"]})["total_entries"]:
+                "GET", path, params={"state": ["queued", "running"]})["total_entries"]:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"scoring after the promotion of v{champion} ({day}) not done "
                                    f"after {self.timeout:.0f}s")
@@ -152,16 +159,16 @@ class DagTestRunner:
     def __post_init__(self) -> None:
         self._champion = current_champion(self.ctx)
 
-    def run(self, dag_id: str, day: date, conf: dict[str, Any] | None = None) -> str:
+    def run(self, kind: str, day: date, conf: dict[str, Any] | None = None) -> str:
         from datetime import UTC
 
         from airflow.dag_processing.dagbag import DagBag
 
         # A fresh parse per run: dag.test() leaves a run's conf in the DAG object's params.
-        dag = DagBag(str(self.dag_folder)).get_dag(dag_id)
+        dag = DagBag(str(self.dag_folder)).get_dag(dag_id(kind, self.ctx.dataset))
         run = dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC), run_conf=conf)
         state = str(getattr(run.state, "value", run.state))
-        if dag_id == "nightly":
+        if kind == "nightly":
             self._score_if_promoted(day)
         return state
 

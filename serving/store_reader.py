@@ -29,7 +29,11 @@ def _compiled(query: Any) -> tuple[str, list[str]]:
 
 
 class StoreReader:
-    """Served predictions by entity key, one snapshot per read; snapshot rows cached by id."""
+    """Served predictions by entity key, one snapshot per read; snapshot rows cached by id.
+
+    `dataset` is the one a call reads unless it names another: one reader (one pool) serves every
+    dataset of the store.
+    """
 
     def __init__(self, url: str, dataset: str, *, pool_size: int = 8, max_inflight: int = 2) -> None:
         self.url, self.dataset, self.pool_size, self.max_inflight = url, dataset, pool_size, max_inflight
@@ -41,7 +45,7 @@ class StoreReader:
         self._engine: Any = None
         self._errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError)
         self._snapshots: dict[int, dict[str, Any]] = {}  # a published snapshot never changes
-        self._pending: list[tuple[str, asyncio.Future[Any]]] = []
+        self._pending: dict[str, list[tuple[str, asyncio.Future[Any]]]] = {}  # by dataset
         self._flushing: set[asyncio.Task[None]] = set()
         self._queries = {"rows": predstore.served_rows_query(), "current": predstore.current_query(),
                          "snapshot": predstore.snapshot_query()}
@@ -94,11 +98,11 @@ class StoreReader:
         except self._errors as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}".strip().rstrip(":")) from exc
 
-    async def lookup(self, keys: Sequence[str]) -> list[Any]:
+    async def lookup(self, keys: Sequence[str], dataset: str | None = None) -> list[Any]:
         """Rows (snapshot_id, entity_key, score, label) of `keys` in the served snapshot; absent keys left out."""
-        return await self._fetch("rows", {"dataset": self.dataset, "keys": list(keys)})
+        return await self._fetch("rows", {"dataset": dataset or self.dataset, "keys": list(keys)})
 
-    async def lookup_one(self, key: str) -> Any | None:
+    async def lookup_one(self, key: str, dataset: str | None = None) -> Any | None:
         """One key's served row, or None. Keys asked for in the same event-loop turn share one query.
 
         Under load many requests arrive together; one `= ANY(keys)` read for all of them costs the
@@ -106,27 +110,28 @@ class StoreReader:
         from a single consistent snapshot read (no cache: every request reads the store).
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((key, future))
-        if len(self._pending) == 1:
+        pending = self._pending.setdefault(dataset or self.dataset, [])
+        pending.append((key, future))
+        if len(pending) == 1:
             asyncio.get_running_loop().call_soon(self._flush)
         return await future
 
     def _flush(self) -> None:
-        # With `max_inflight` reads out, keys wait for the next free one and go together.
-        if not self._pending or len(self._flushing) >= self.max_inflight:
-            return
-        batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._answer(batch))
-        self._flushing.add(task)
-        task.add_done_callback(self._read_done)
+        # With `max_inflight` reads out, keys wait for the next free one and go together (per dataset).
+        while self._pending and len(self._flushing) < self.max_inflight:
+            dataset = next(iter(self._pending))
+            batch = self._pending.pop(dataset)
+            task = asyncio.get_running_loop().create_task(self._answer(dataset, batch))
+            self._flushing.add(task)
+            task.add_done_callback(self._read_done)
 
     def _read_done(self, task: asyncio.Task[None]) -> None:
         self._flushing.discard(task)
         self._flush()
 
-    async def _answer(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
+    async def _answer(self, dataset: str, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
         try:
-            rows = {r["entity_key"]: r for r in await self.lookup(list({k for k, _ in batch}))}
+            rows = {r["entity_key"]: r for r in await self.lookup(list({k for k, _ in batch}), dataset)}
         except BaseException as exc:  # noqa: BLE001  (every waiting caller gets the failure)
             for _, future in batch:
                 if not future.done():
@@ -136,9 +141,9 @@ class StoreReader:
             if not future.done():
                 future.set_result(rows.get(key))
 
-    async def current(self) -> dict[str, Any] | None:
+    async def current(self, dataset: str | None = None) -> dict[str, Any] | None:
         """The served snapshot's row, or None before the first publish."""
-        rows = await self._fetch("current", {"dataset": self.dataset})
+        rows = await self._fetch("current", {"dataset": dataset or self.dataset})
         if not rows:
             return None
         snap = self._snapshots[rows[0]["id"]] = dict(rows[0])

@@ -20,13 +20,7 @@ PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 # Small, fast training for tests; every value is a setting a user could set too.
 TINY_ENV = {
     "NIGHTSHIFT_DATASET": "tiny",
-    "NIGHTSHIFT_TRAIN_DAYS": "21",
-    "NIGHTSHIFT_HOLDOUT_DAYS": "7",
-    "NIGHTSHIFT_MIN_TRAIN_DAYS": "5",
     "NIGHTSHIFT_MAX_EPOCHS": "15",
-    "NIGHTSHIFT_MIN_SLICE_ROWS": "60",
-    "NIGHTSHIFT_SCHEDULE_END": "2013-03-31",
-    "NIGHTSHIFT_DRIFT_MIN_ROWS": "50",  # the tiny dataset has 60 rows a day
     "GX_ANALYTICS_ENABLED": "false",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "GIT_PYTHON_REFRESH": "quiet",

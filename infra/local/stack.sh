@@ -3,14 +3,16 @@
 # store), the Parquet offline store, all under .nightshift/ in the checkout.
 #   stack.sh install   create .venv with exactly the versions in constraints.txt
 #   stack.sh up        install, start Airflow (API server + UI, scheduler, DAG processor, triggerer) and
-#                      the MLflow UI, the lookup API and the real-time endpoint, ingest the bundled
-#                      2013 flights, run `nightly`
-#                      for DATA_DATE (default 2013-06-30) and then `scoring` through the scheduler,
-#                      and leave everything running
+#                      the MLflow UI, the lookup API and the real-time endpoint, ingest the dataset's
+#                      source (DATASET, else NIGHTSHIFT_DATASET, else the settings' default; specs of
+#                      your own in NIGHTSHIFT_SPEC_DIR), run its `nightly` for DATA_DATE (default: the
+#                      source's last date in the spec's schedule window), then `scoring` and `drift`
+#                      through the scheduler, and leave everything running
 #   stack.sh replay [START END]
-#                      replay START..END (default all of 2013) day by day through Airflow's backfills
-#                      of nightly and drift, in a fresh home (.nightshift-replay) with its own Airflow
-#                      on port 8090, then write the chart and tables to docs/replay (REPLAY_OUT)
+#                      replay START..END (default: the source's dates in its schedule window) day by
+#                      day through Airflow's backfills of nightly and drift, in a fresh home
+#                      (.nightshift-replay) with its own Airflow on port 8090, then write the chart and
+#                      tables to docs/replay (REPLAY_OUT)
 #   stack.sh down      stop what `up` started, and wait until every process of it has exited
 #   stack.sh check     every URL the banner advertises answers 200 and every service is alive (exit 1 if not)
 #   stack.sh env       print the environment (eval "$(infra/local/stack.sh env)" to use the CLI by hand)
@@ -21,7 +23,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 VENV="$ROOT/.venv"
 HOME_DIR="${NIGHTSHIFT_HOME:-$ROOT/.nightshift}"
-DATA_DATE="${DATA_DATE:-2013-06-30}"
+DATA_DATE="${DATA_DATE:-}"  # empty: the dataset's last date (nightshift dates)
+[ -n "${DATASET:-}" ] && export NIGHTSHIFT_DATASET="$DATASET"
+[ -n "${NIGHTSHIFT_SPEC_DIR:-}" ] && NIGHTSHIFT_SPEC_DIR="$(cd "$NIGHTSHIFT_SPEC_DIR" && pwd)"
 AIRFLOW_PORT="${AIRFLOW_PORT:-8080}"
 MLFLOW_PORT="${MLFLOW_PORT:-5000}"
 LOOKUP_PORT="${LOOKUP_PORT:-8000}"
@@ -71,6 +75,8 @@ export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://$PUBLIC_HOST:$AIRFLOW_POR
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30
 export AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL=30
 export NIGHTSHIFT_AIRFLOW_URL="http://$PUBLIC_HOST:$AIRFLOW_PORT"
+${NIGHTSHIFT_DATASET:+export NIGHTSHIFT_DATASET="$NIGHTSHIFT_DATASET"}
+${NIGHTSHIFT_SPEC_DIR:+export NIGHTSHIFT_SPEC_DIR="$NIGHTSHIFT_SPEC_DIR"}
 export NIGHTSHIFT_BIND_HOST="$BIND_HOST"
 # MLflow's own default store is ./mlflow.db in the working directory: point every MLflow client of this
 # shell (mlflow.pyfunc.load_model("models:/...") included) at the stack's store instead.
@@ -158,11 +164,16 @@ wait_healthy() {  # every service answers its health check within SERVICE_TIMEOU
   done
 }
 
-example_key_and_row() {  # the first entity of DATA_DATE's partition: its key and its raw input row (JSON)
+dataset_name() {  # the dataset this stack runs (NIGHTSHIFT_DATASET, else the settings' default)
+  python -c 'from nightshift.settings import get_settings; print(get_settings().dataset)'
+}
+
+example_key_and_row() {  # the first entity of DATA_DATE's partition: its key, its raw input row (JSON), the dataset
   python - "$DATA_DATE" <<'PY'
 import glob
 import json
 import sys
+from urllib.parse import quote
 
 import pyarrow.parquet as pq
 from nightshift.settings import get_settings
@@ -170,23 +181,25 @@ s = get_settings()
 spec = s.spec()
 part = sorted(glob.glob(f"{s.offline_dir}/{s.dataset}/date={sys.argv[1]}/*.parquet"))[-1]
 row = pq.read_table(part, columns=[*spec.raw_inputs, spec.entity_key]).slice(0, 1).to_pylist()[0]
-print(row[spec.entity_key])
-print(json.dumps({k: row[k] for k in spec.raw_inputs} | {spec.entity_key: row[spec.entity_key]},
+print(quote(str(row[spec.entity_key]), safe=""))
+print(json.dumps({k: row[k] for k in spec.raw_inputs} | {spec.entity_key: str(row[spec.entity_key])},
                  separators=(",", ":"), default=str))
+print(s.dataset)
 PY
 }
 
 advertised() {  # method|URL|body: every URL the banner advertises, the examples included
-  local key row
+  local key row ds
   key="$(sed -n 1p "$HOME_DIR/run/example")"; row="$(sed -n 2p "$HOME_DIR/run/example")"
+  ds="$(sed -n 3p "$HOME_DIR/run/example")"
   echo "GET|http://$PUBLIC_HOST:$AIRFLOW_PORT/|"
   echo "GET|http://$PUBLIC_HOST:$MLFLOW_PORT/|"
   echo "GET|http://$PUBLIC_HOST:$LOOKUP_PORT/docs|"
   echo "GET|http://$PUBLIC_HOST:$LOOKUP_PORT/redoc|"
-  echo "GET|http://$PUBLIC_HOST:$LOOKUP_PORT/v1/predictions/$key|"
+  echo "GET|http://$PUBLIC_HOST:$LOOKUP_PORT/v1/datasets/$ds/predictions/$key|"
   echo "GET|http://$PUBLIC_HOST:$REALTIME_PORT/docs|"
   echo "GET|http://$PUBLIC_HOST:$REALTIME_PORT/redoc|"
-  echo "POST|http://$PUBLIC_HOST:$REALTIME_PORT/v1/predict|$row"
+  echo "POST|http://$PUBLIC_HOST:$REALTIME_PORT/v1/datasets/$ds/predict|$row"
 }
 
 check() {  # every service alive and every advertised URL answering 200; exit 1 naming what is not
@@ -219,16 +232,24 @@ up() {
   start_airflow
   start mlflow-ui mlflow server --backend-store-uri "$MLFLOW_TRACKING_URI" \
     --default-artifact-root "$HOME_DIR/mlartifacts" --host "$BIND_HOST" --port "$MLFLOW_PORT" --workers 1
+  local ds
+  ds="$(dataset_name)"
+  # The real-time endpoint serves one dataset: one started for another dataset is restarted for this one.
+  if [ -f "$HOME_DIR/run/realtime-api.pid" ] && [ "$(cat "$HOME_DIR/run/realtime-api.dataset" 2>/dev/null)" != "$ds" ]; then
+    stop_service realtime-api
+  fi
+  echo "$ds" > "$HOME_DIR/run/realtime-api.dataset"
   start lookup-api uvicorn serving.lookup:app --host "$BIND_HOST" --port "$LOOKUP_PORT" --loop uvloop \
     --http httptools --no-access-log
   start realtime-api uvicorn serving.realtime:app --host "$BIND_HOST" --port "$REALTIME_PORT" --loop uvloop \
     --http httptools --no-access-log
   wait_healthy
-  echo ">> ingesting the bundled NYC flights 2013 into the offline store"
-  nightshift ingest 2013-01-01 --end 2013-12-31
-  echo ">> running nightly for data date $DATA_DATE through the scheduler"
+  echo ">> ingesting $ds (every date of its source in its schedule window) into the offline store"
+  nightshift ingest
+  [ -n "$DATA_DATE" ] || DATA_DATE="$(nightshift dates | cut -d' ' -f2)"
+  echo ">> running nightly__$ds for data date $DATA_DATE through the scheduler"
   nightshift trigger nightly "$DATA_DATE" --wait
-  echo ">> scoring every flight with the champion (PySpark) into the prediction store"
+  echo ">> scoring $ds with the champion (PySpark) into the prediction store"
   nightshift trigger scoring "$DATA_DATE" --wait
   echo ">> checking $DATA_DATE for drift against the champion (Evidently report in MLflow)"
   nightshift trigger drift "$DATA_DATE" --wait
@@ -253,19 +274,20 @@ up() {
   key="$(sed -n 1p "$HOME_DIR/run/example")"; row="$(sed -n 2p "$HOME_DIR/run/example")"
   cat <<MSG
 
-Nightshift is up.
+Nightshift is up ($ds, data date $DATA_DATE).
   Airflow UI   http://$PUBLIC_HOST:$AIRFLOW_PORT   user: nightshift   password: $NIGHTSHIFT_AIRFLOW_PASSWORD
   MLflow UI    http://$PUBLIC_HOST:$MLFLOW_PORT
-  Lookup API   http://$PUBLIC_HOST:$LOOKUP_PORT/docs   e.g. curl http://$PUBLIC_HOST:$LOOKUP_PORT/v1/predictions/$key
+  Lookup API   http://$PUBLIC_HOST:$LOOKUP_PORT/docs   e.g.
+               curl http://$PUBLIC_HOST:$LOOKUP_PORT/v1/datasets/$ds/predictions/$key
   Real-time    http://$PUBLIC_HOST:$REALTIME_PORT/docs   e.g.
-               curl -X POST http://$PUBLIC_HOST:$REALTIME_PORT/v1/predict -H 'Content-Type: application/json' -d '$row'
-  CLI          eval "\$(infra/local/stack.sh env)"; nightshift status
+               curl -X POST http://$PUBLIC_HOST:$REALTIME_PORT/v1/datasets/$ds/predict -H 'Content-Type: application/json' -d '$row'
+  CLI          eval "\$(infra/local/stack.sh env)"; nightshift --dataset $ds status
   Stop         make down
 MSG
 }
 
 replay() {
-  local first="${1:-2013-01-01}" last="${2:-2013-12-30}" out="${REPLAY_OUT:-$ROOT/docs/replay}"
+  local first="${1:-}" last="${2:-}" out="${REPLAY_OUT:-$ROOT/docs/replay}"
   install
   HOME_DIR="${REPLAY_HOME:-$ROOT/.nightshift-replay}"
   AIRFLOW_PORT="${REPLAY_AIRFLOW_PORT:-8090}"
@@ -277,8 +299,28 @@ replay() {
   echo ">> starting Airflow for the replay on port $AIRFLOW_PORT (home $HOME_DIR)"
   start_airflow
   wait_healthy
-  echo ">> replaying $first..$last (the Airflow UI shows the runs as they go)"
+  if [ -z "$first" ] || [ -z "$last" ]; then  # the source's dates within the spec's schedule window
+    local range
+    range="$(nightshift dates)"
+    first="${first:-${range% *}}"
+    last="${last:-${range#* }}"
+  fi
+  echo ">> replaying $(dataset_name) $first..$last (the Airflow UI shows the runs as they go)"
   nightshift replay "$first" "$last" --via airflow --out "$out"
+}
+
+stop_service() {  # stop one service's process group and wait until it has exited
+  local pid
+  pid="$(cat "$HOME_DIR/run/$1.pid" 2>/dev/null || true)"
+  rm -f "$HOME_DIR/run/$1.pid"
+  [ -n "$pid" ] || return 0
+  kill -- "-$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 30))
+  while pgrep -g "$pid" > /dev/null; do
+    [ "$SECONDS" -lt "$deadline" ] || kill -9 -- "-$pid" 2>/dev/null || true
+    sleep 0.2
+  done
+  echo "   $1 stopped (it served another dataset)"
 }
 
 down() {  # stop every service's process group; wait until all of it has exited (SIGKILL after 30 s)

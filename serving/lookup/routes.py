@@ -1,5 +1,8 @@
 """The lookup API's routes: precomputed predictions of the served snapshot by entity key, and health.
 
+Every dataset of the store is addressed by name under /v1/datasets/{dataset}/...; the shorter /v1/...
+routes answer for the configured dataset (NIGHTSHIFT_DATASET).
+
 Every route reads what the app's lifespan made (`LookupState` on `app.state.lookup`: settings,
 store reader, answer renderer) through a dependency, so the routes are plain module-level functions.
 """
@@ -8,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Security
 from fastapi.exceptions import RequestValidationError
@@ -40,15 +43,24 @@ API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 @dataclass
 class LookupState:
-    """What the routes read: the settings, the store reader (opened in the lifespan), the renderer."""
+    """What the routes read: the settings, the store reader (opened in the lifespan), the renderer, and the
+    datasets the installation knows (its spec folders)."""
 
     settings: Settings
     reader: StoreReader
+    datasets: frozenset[str] = frozenset()
     rendered: SingleAnswers = field(default_factory=SingleAnswers)
 
     @property
     def dataset(self) -> str:
         return self.settings.dataset
+
+    def known(self, dataset: str) -> str:
+        """`dataset` when the installation knows it; else 404 listing the ones it does."""
+        if dataset not in self.datasets:
+            raise HTTPException(404, {"error": "unknown_dataset", "dataset": dataset,
+                                      "message": f"no dataset {dataset!r}; known: {', '.join(sorted(self.datasets))}"})
+        return dataset
 
 
 async def lookup_state(request: Request) -> LookupState:  # async: a sync dependency costs a thread hop
@@ -59,6 +71,7 @@ async def lookup_state(request: Request) -> LookupState:  # async: a sync depend
 
 State = Annotated[LookupState, Depends(lookup_state)]
 EntityKey = Annotated[str, Path(min_length=1, max_length=KEY_MAX, description="The entity key, e.g. a flight id")]
+DatasetName = Annotated[str, Path(min_length=1, max_length=100, description="A dataset's name, e.g. flights")]
 
 
 def check_api_key(settings: Settings, given: str | None) -> None:
@@ -85,53 +98,76 @@ v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 health = APIRouter()
 
 
-@v1.get("/predictions/{entity_key}", response_model=Prediction,
-        responses={404: {"description": "Unknown entity key"}, 503: {"description": "No snapshot yet"}})
+SINGLE = {"response_model": Prediction,
+          "responses": {404: {"description": "Unknown entity key or dataset"}, 503: {"description": "No snapshot yet"}}}
+
+
+@v1.get("/predictions/{entity_key}", **SINGLE)  # type: ignore[arg-type]
 async def get_prediction(entity_key: EntityKey, state: State) -> Response:
-    """The served prediction of one entity."""
-    return await prediction(state, entity_key)  # documents the route; `serve_prediction` answers it
+    """The served prediction of one entity of the configured dataset."""
+    return await prediction(state, entity_key, state.dataset)  # documents the route; `serve_prediction` answers
+
+
+@v1.get("/datasets/{dataset}/predictions/{entity_key}", **SINGLE)  # type: ignore[arg-type]
+async def get_dataset_prediction(dataset: DatasetName, entity_key: EntityKey, state: State) -> Response:
+    """The served prediction of one entity of a dataset, by name."""
+    return await prediction(state, entity_key, state.known(dataset))  # documents; `serve_prediction` answers
 
 
 @fast_route(v1, "/predictions/{entity_key}", ["GET"])
+@fast_route(v1, "/datasets/{dataset}/predictions/{entity_key}", ["GET"])
 async def serve_prediction(request: Request) -> Response:
-    """GET /v1/predictions/{entity_key} as a plain Starlette route (serving/http.py)."""
+    """GET /v1[/datasets/{dataset}]/predictions/{entity_key} as a plain Starlette route (serving/http.py)."""
     state: LookupState = request.app.state.lookup
     if state.settings.lookup_api_key is not None:
         check_api_key(state.settings, request.headers.get("x-api-key"))
     entity_key = request.path_params["entity_key"]
+    dataset = request.path_params.get("dataset")
     try:
         KEY_ADAPTER.validate_python(entity_key)
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("path", "entity_key")}
                                       for e in exc.errors(include_url=False)]) from exc
-    return await prediction(state, entity_key)
+    return await prediction(state, entity_key, state.dataset if dataset is None else state.known(dataset))
 
 
-async def prediction(state: LookupState, entity_key: str) -> Response:
+async def prediction(state: LookupState, entity_key: str, dataset: str) -> Response:
     """One key's answer: its row of the served snapshot, 404 naming the snapshot, or 503 before any."""
-    row = await state.reader.lookup_one(entity_key)
+    row = await state.reader.lookup_one(entity_key, dataset)
     if row is not None:
         return state.rendered.answer(row, await state.reader.snapshot(row["snapshot_id"]))
-    current = await state.reader.current()
+    current = await state.reader.current(dataset)
     if current is None:
-        raise no_snapshot(state.dataset)
+        raise no_snapshot(dataset)
     raise HTTPException(404, {"error": "unknown_entity_key", "entity_key": entity_key, "snapshot_id": current["id"],
-                              "message": f"no prediction for {entity_key!r} in {state.dataset} snapshot "
+                              "message": f"no prediction for {entity_key!r} in {dataset} snapshot "
                                          f"{current['id']}"})
 
 
 @v1.post("/predictions/batch", response_model=BatchAnswer)
 async def batch(body: BatchRequest, state: State) -> BatchAnswer:
-    """Served predictions of up to `lookup_max_keys` entities, all from one snapshot; unknown keys listed."""
+    """Served predictions of up to `lookup_max_keys` entities of the configured dataset, all from one snapshot."""
+    return await batch_answer(state, body, state.dataset)
+
+
+@v1.post("/datasets/{dataset}/predictions/batch", response_model=BatchAnswer)
+async def dataset_batch(dataset: DatasetName, body: BatchRequest, state: State) -> BatchAnswer:
+    """Served predictions of up to `lookup_max_keys` entities of a dataset, all from one snapshot; unknown keys
+    listed."""
+    return await batch_answer(state, body, state.known(dataset))
+
+
+async def batch_answer(state: LookupState, body: BatchRequest, dataset: str) -> BatchAnswer:
+    """The batch answer for `dataset`: one snapshot's rows, and the keys it lacks."""
     most = state.settings.lookup_max_keys
     if len(body.keys) > most:
         raise HTTPException(422, {"error": "too_many_keys", "max": most,
                                   "message": f"{len(body.keys)} keys asked; at most {most} per call"})
     wanted = list(dict.fromkeys(body.keys))
-    rows = await state.reader.lookup(wanted)
-    snap = await state.reader.snapshot(rows[0]["snapshot_id"]) if rows else await state.reader.current()
+    rows = await state.reader.lookup(wanted, dataset)
+    snap = await state.reader.snapshot(rows[0]["snapshot_id"]) if rows else await state.reader.current(dataset)
     if snap is None:
-        raise no_snapshot(state.dataset)
+        raise no_snapshot(dataset)
     found = {r["entity_key"] for r in rows}
     return BatchAnswer(predictions=[prediction_of(r, snap) for r in rows],
                        missing=[k for k in wanted if k not in found], snapshot=snapshot_ref(snap),
@@ -140,10 +176,32 @@ async def batch(body: BatchRequest, state: State) -> BatchAnswer:
 
 @v1.get("/snapshots/current", response_model=Snapshot)
 async def current_snapshot(state: State) -> Snapshot:
-    """The snapshot the lookups read now."""
-    snap = await state.reader.current()
+    """The snapshot the lookups of the configured dataset read now."""
+    return await snapshot_answer(state, state.dataset)
+
+
+@v1.get("/datasets/{dataset}/snapshots/current", response_model=Snapshot)
+async def dataset_snapshot(dataset: DatasetName, state: State) -> Snapshot:
+    """The snapshot the lookups of a dataset read now."""
+    return await snapshot_answer(state, state.known(dataset))
+
+
+@v1.get("/datasets")
+async def list_datasets(state: State) -> dict[str, Any]:
+    """The datasets this API answers for, the configured one first, each with its served snapshot's id."""
+    names = [state.dataset, *sorted(state.datasets - {state.dataset})]
+    out = {}
+    for name in names:
+        snap = await state.reader.current(name)
+        out[name] = {"snapshot": snap["id"] if snap else None,
+                     "model": {"name": snap["model_name"], "version": snap["model_version"]} if snap else None}
+    return {"default": state.dataset, "datasets": out}
+
+
+async def snapshot_answer(state: LookupState, dataset: str) -> Snapshot:
+    snap = await state.reader.current(dataset)
     if snap is None:
-        raise no_snapshot(state.dataset)
+        raise no_snapshot(dataset)
     return Snapshot(**{**snap, "scored_at": utc(snap["scored_at"]), "published_at": utc(snap["published_at"])})
 
 

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from nightshift.settings import Settings, get_settings
+from nightshift.spec import available_specs
 from nightshift.store import safe_url
 from serving.http import service_app
 from serving.lookup import routes
@@ -37,7 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("prediction store %s not ready at start-up: %s", safe_url(settings.store_uri), exc)
         reader = StoreReader(settings.store_uri, settings.dataset)
         await reader.open()
-        app.state.lookup = routes.LookupState(settings, reader)
+        known = frozenset(available_specs(settings.spec_dir)) | {settings.dataset}
+        app.state.lookup = routes.LookupState(settings, reader, known)
         gc.freeze()  # the start-up objects (FastAPI, pydantic, SQLAlchemy) never die: keep GC passes off them
         try:
             yield
@@ -45,7 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await reader.close()
 
     app = service_app(title="Nightshift prediction lookup", lifespan=lifespan,
-                      description=f"Precomputed {settings.dataset} predictions of the served snapshot, by entity key.",
+                      description=f"Precomputed predictions of each dataset's served snapshot, by entity key: "
+                                  f"/v1/datasets/{{dataset}}/... (/v1/... for {settings.dataset}).",
                       metrics=ServiceMetrics("nightshift_lookup"), routers=[routes.v1, routes.health])
     app.add_exception_handler(StoreUnavailable, routes.store_unavailable)
     return app

@@ -95,10 +95,26 @@ async def predict_documented(request: Request) -> Response:
     return await predict(request)  # documents the route (its body schema is the dataset's); `predict` answers it
 
 
+@router.post("/v1/datasets/{dataset}/predict", response_model=Answer | Answers,
+             responses={404: {"description": "This endpoint does not serve that dataset"},
+                        422: {"description": "A field is missing, of the wrong type or not an allowed value"},
+                        503: {"description": "No model could answer and no batch prediction stood in"}})
+async def predict_dataset_documented(request: Request, dataset: str) -> Response:
+    """/v1/predict addressed by dataset name: one endpoint process serves one dataset (NIGHTSHIFT_DATASET); another
+    name is a 404 that says which one it serves."""
+    return await predict(request)
+
+
 @fast_route(router, "/v1/predict", ["POST"])
+@fast_route(router, "/v1/datasets/{dataset}/predict", ["POST"])
 async def predict(request: Request) -> Response:
-    """POST /v1/predict as a plain Starlette route (serving/http.py)."""
+    """POST /v1[/datasets/{dataset}]/predict as a plain Starlette route (serving/http.py)."""
     state: RealtimeState = request.app.state.realtime
+    dataset = request.path_params.get("dataset")
+    if dataset is not None and dataset != state.spec.name:
+        return JSONResponse({"detail": {"error": "unknown_dataset", "dataset": dataset,
+                                        "message": f"this endpoint serves {state.spec.name}, not {dataset!r}: run "
+                                                   f"one per dataset (NIGHTSHIFT_DATASET={dataset})"}}, 404)
     started = time.perf_counter()
     body = await request.body()
     many = MANY_ROWS.match(body) is not None

@@ -43,8 +43,8 @@ def rows_model(spec: DatasetSpec, row: type[BaseModel], max_rows: int) -> type[B
                         rows=(list[row], Field(..., min_length=1, max_length=max_rows)))  # type: ignore[valid-type]
 
 
-def _categories(values: list[str] | None) -> str:
-    return ", ".join(values) if values else "any string (unseen values map to the unknown bucket)"
+def _categories(values: list[str | int] | None) -> str:
+    return ", ".join(map(str, values)) if values else "any string (unseen values map to the unknown bucket)"
 
 
 class ModelRef(BaseModel):

@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                       metrics=metrics, routers=[routes.router])
     app.state.realtime = state
     state.stats.state = state
-    for route in app.router.routes:  # the documented twin of /v1/predict gets this dataset's row schema
-        if isinstance(route, APIRoute) and route.path == "/v1/predict":
+    for route in app.router.routes:  # the documented twins of /v1/predict get this dataset's row schema
+        if isinstance(route, APIRoute) and route.path in ("/v1/predict", "/v1/datasets/{dataset}/predict"):
             route.openapi_extra = {"requestBody": state.request_body()}
     return app

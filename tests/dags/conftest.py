@@ -31,8 +31,13 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_dag(airflow_home: Path, ns_home: Path, dag_id: str, day: str, conf: dict[str, Any] | None = None,
             **extra: str) -> dict[str, Any]:
-    """dag.test() in a fresh process on the tiny dataset; returns {"state", "tasks", "log"}."""
+    """dag.test() in a fresh process on the tiny dataset; returns {"state", "tasks", "log"}.
+
+    `dag_id` may be a kind (nightly, scoring, drift): the DAG of that kind of NIGHTSHIFT_DATASET (tiny).
+    """
     env = airflow_env(airflow_home, **tiny_env(ns_home, **extra))
+    if "__" not in dag_id:
+        dag_id = f"{dag_id}__{env['NIGHTSHIFT_DATASET']}"
     args = [sys.executable, str(ROOT / "tests" / "dags" / "run_dag.py"), str(DAGS), dag_id, day]
     if conf:
         args.append(json.dumps(conf))
@@ -49,13 +54,13 @@ from sqlalchemy import select
 from airflow.models.dagrun import DagRun
 from airflow.utils.session import create_session
 with create_session() as session:
-    runs = session.scalars(select(DagRun).where(DagRun.dag_id == "nightly")).all()
+    runs = session.scalars(select(DagRun).where(DagRun.dag_id == "nightly__tiny")).all()
     print("RUNS " + json.dumps([{"run_id": r.run_id, "conf": r.conf, "run_type": str(r.run_type)} for r in runs]))
 """
 
 
 def nightly_runs(airflow_home: Path, ns_home: Path) -> list[dict]:  # type: ignore[type-arg]
-    """The runs of `nightly` in the metadata DB, with their conf."""
+    """The runs of `nightly__tiny` in the metadata DB, with their conf."""
     proc = subprocess.run([sys.executable, "-c", LIST_RUNS], env=airflow_env(airflow_home, **tiny_env(ns_home)),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -96,3 +96,14 @@ def test_dry_run_param_records_but_skips_promote(airflow_home: Path, ingested: S
     client = MlflowClient(ingested.tracking_uri, ingested.tracking_uri)
     assert aliases.alias_version(client, "nightshift-tiny", "champion") is None
     assert client.get_model_version("nightshift-tiny", "1").tags["gate_decision"] == "dry_run"
+
+
+def test_runs_for_a_date_outside_the_schedule_fail_naming_the_window(airflow_home: Path, settings: Settings) -> None:
+    # tiny's spec schedules 2013-01-01..2013-03-31: a run for 2013-06-01 runs nothing and fails saying so,
+    # instead of "succeeding" with no task run.
+    for kind in ("nightly", "drift"):
+        out = run_dag(airflow_home, settings.home, kind, "2013-06-01")
+        assert out["state"] == "failed", out["log"][-3000:]
+        first = "ingest" if kind == "nightly" else "check"
+        assert out["tasks"][first] == "failed"
+        assert f"2013-06-01 is outside the schedule of {kind}__tiny: 2013-01-01..2013-03-31" in out["log"]

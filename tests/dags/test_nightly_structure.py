@@ -1,4 +1,5 @@
-"""The DAG folder parses cleanly, cheaply, and `nightly`, `scoring` and `drift` have the shape the design promises."""
+"""The DAG folder parses cleanly and cheaply into one `nightly`, `scoring` and `drift` per dataset, each with the
+shape the design promises and its own assets and schedule window."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from tests.conftest import ROOT
 from tests.dags.conftest import DAGS, airflow_env
 
 
-def parse(airflow_home):  # type: ignore[no-untyped-def]
+def parse(airflow_home, **extra):  # type: ignore[no-untyped-def]
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "dags" / "probe_parse.py"), str(DAGS)],
-                          env=airflow_env(airflow_home), capture_output=True, text=True, timeout=300)
+                          env=airflow_env(airflow_home, **extra), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -20,10 +21,23 @@ def parse(airflow_home):  # type: ignore[no-untyped-def]
 def test_dag_folder_parses_without_db_queries_lookups_or_heavy_imports(airflow_home):  # type: ignore[no-untyped-def]
     out = parse(airflow_home)
     assert out["import_errors"] == {}
-    assert out["dags"] == ["drift", "nightly", "scoring"]
+    assert out["dags"] == ["drift__flights", "drift__tiny", "nightly__flights", "nightly__tiny", "scoring__flights",
+                           "scoring__tiny"]
     assert out["queries"] == []
     assert out["lookups"] == []
     assert out["heavy_imports"] == []
+
+
+def test_a_spec_folder_adds_its_datasets_dags_and_a_broken_spec_takes_down_only_its_own(airflow_home, tmp_path):  # type: ignore[no-untyped-def]
+    tiny = (ROOT / "nightshift" / "specs" / "tiny.yaml").read_text()
+    (tmp_path / "shop.yaml").write_text(tiny.replace("name: tiny", "name: shop").replace(
+        "path: ../data/tiny.csv", f"path: {ROOT / 'nightshift' / 'data' / 'tiny.csv'}"))
+    (tmp_path / "broken.yaml").write_text("name: broken\nsource: {path: x.csv}\n")
+    out = parse(airflow_home, NIGHTSHIFT_SPEC_DIR=str(tmp_path))
+    assert out["import_errors"] == {}
+    assert {d for d in out["dags"] if d.endswith("__shop")} == {"nightly__shop", "scoring__shop", "drift__shop"}
+    assert not [d for d in out["dags"] if "broken" in d]
+    assert "nightly__flights" in out["dags"] and "nightly__tiny" in out["dags"]
 
 
 def test_nightly_structure(airflow_home, monkeypatch):  # type: ignore[no-untyped-def]
@@ -31,8 +45,8 @@ def test_nightly_structure(airflow_home, monkeypatch):  # type: ignore[no-untype
         monkeypatch.setenv(key, value)
     from airflow.dag_processing.dagbag import DagBag
 
-    dag = DagBag(str(DAGS)).get_dag("nightly")
-    assert dag.dag_id == "nightly" and dag.doc_md and "ingest" in dag.doc_md
+    dag = DagBag(str(DAGS)).get_dag("nightly__tiny")
+    assert dag.dag_id == "nightly__tiny" and dag.doc_md and "ingest" in dag.doc_md
     assert dag.max_active_runs == 1
     assert {t.task_id for t in dag.tasks} == {"ingest", "validate", "train", "evaluate", "promote"}
     edges = {(u, t.task_id) for t in dag.tasks for u in t.upstream_task_ids}
@@ -41,7 +55,10 @@ def test_nightly_structure(airflow_home, monkeypatch):  # type: ignore[no-untype
                      ("ingest", "promote")}
     assert all(t.retries == 1 for t in dag.tasks)  # validation failures skip retries (AirflowFailException)
     outlets = [o.uri for o in dag.get_task("promote").outlets]
-    assert outlets == ["nightshift://registry/champion"]
+    assert outlets == ["nightshift://registry/tiny/champion"]
+    # The schedule is the tiny spec's window, on the timetable (the DAG has no end date: see dags/schedule.py).
+    assert dag.timetable.summary == "daily, data dates 2013-01-01..2013-03-31, at 00:00 UTC"
+    assert dag.end_date is None
     assert set(dag.params.keys()) == {"data_date", "gate_mode", "override_reason", "reason", "retrain_every_days"}
     assert dag.params.get_param("gate_mode").schema["enum"] == [None, "enforce", "dry_run", "override"]
     # The Trigger form sends an empty field as null: every Param takes it (empty = the default behaviour).
@@ -54,15 +71,15 @@ def test_scoring_structure(airflow_home, monkeypatch):  # type: ignore[no-untype
         monkeypatch.setenv(key, value)
     from airflow.dag_processing.dagbag import DagBag
 
-    dag = DagBag(str(DAGS)).get_dag("scoring")
+    dag = DagBag(str(DAGS)).get_dag("scoring__tiny")
     assert dag.doc_md and "publish" in dag.doc_md
     assert dag.max_active_runs == 1  # one writer per prediction store
     assert {(u, t.task_id) for t in dag.tasks for u in t.upstream_task_ids} == {("score", "publish")}
     # Runs on a new champion and on its own daily schedule.
     assert dag.timetable.__class__.__name__ == "AssetOrTimeSchedule"
-    assert [a.uri for a in dag.timetable.asset_condition.objects] == ["nightshift://registry/champion"]
+    assert [a.uri for a in dag.timetable.asset_condition.objects] == ["nightshift://registry/tiny/champion"]
     assert dag.timetable.can_be_scheduled
-    assert [o.uri for o in dag.get_task("publish").outlets] == ["nightshift://store/predictions"]
+    assert [o.uri for o in dag.get_task("publish").outlets] == ["nightshift://store/tiny/predictions"]
 
 
 def test_drift_structure(airflow_home, monkeypatch):  # type: ignore[no-untyped-def]
@@ -70,12 +87,12 @@ def test_drift_structure(airflow_home, monkeypatch):  # type: ignore[no-untyped-
         monkeypatch.setenv(key, value)
     from airflow.dag_processing.dagbag import DagBag
 
-    dag = DagBag(str(DAGS)).get_dag("drift")
+    dag = DagBag(str(DAGS)).get_dag("drift__tiny")
     assert dag.doc_md and "Evidently" in dag.doc_md
     assert dag.max_active_runs == 1  # windows and cooldown read the days before
     assert {(u, t.task_id) for t in dag.tasks for u in t.upstream_task_ids} == {
         ("check", "retrain_needed"), ("retrain_needed", "trigger_nightly")}
     trigger = dag.get_task("trigger_nightly")
-    assert trigger.trigger_dag_id == "nightly" and trigger.skip_when_already_exists
+    assert trigger.trigger_dag_id == "nightly__tiny" and trigger.skip_when_already_exists
     assert dag.render_template_as_native_obj  # the conf reaches nightly as a dict
     assert set(dag.params.keys()) == {"data_date"}

@@ -35,8 +35,7 @@ DATASETS = {
     # dataset: (data date, settings that keep training short; every one a user could set)
     "tiny": (date(2013, 2, 10), {}),
     "flights": (date(2013, 2, 15), {"NIGHTSHIFT_DATASET": "flights", "NIGHTSHIFT_TRAIN_DAYS": "10",
-                                    "NIGHTSHIFT_HOLDOUT_DAYS": "3", "NIGHTSHIFT_MAX_EPOCHS": "2",
-                                    "NIGHTSHIFT_SCHEDULE_END": "2013-12-31"}),
+                                    "NIGHTSHIFT_HOLDOUT_DAYS": "3", "NIGHTSHIFT_MAX_EPOCHS": "2"}),
 }
 
 
@@ -55,7 +54,7 @@ def registered(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyte
     get_settings.cache_clear()
     s: Settings = init_home(get_settings())
     ctx = Pipeline(s)
-    ingest(ctx, day - timedelta(days=s.train_days + s.holdout_days), day, log=quiet)
+    ingest(ctx, day - timedelta(days=ctx.settings.train_days + ctx.settings.holdout_days), day, log=quiet)
     version = train(ctx, day, actor="test", log=quiet)["version"]
     # Made champion directly: parity is about scoring, not about whether this short training passes the gates.
     aliases.promote(ctx.client, ctx.engine, name=ctx.model_name, version=version, actor="test", reason="parity")

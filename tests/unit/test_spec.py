@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import ValidationError
 
 from nightshift.spec import load_spec
 
@@ -38,7 +37,7 @@ def test_broken_specs_are_refused(tmp_path: Path, change, message) -> None:  # t
     change(raw)
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(ValueError, match=message):
         load_spec(str(path))
 
 
@@ -52,3 +51,47 @@ def test_a_new_dataset_needs_only_a_spec(tmp_path: Path, monkeypatch: pytest.Mon
     from nightshift.settings import Settings
 
     assert Settings().spec().name == "mine"
+
+
+def test_dataset_settings_come_from_the_spec_and_the_environment_overrides_them(monkeypatch: pytest.MonkeyPatch
+                                                                                 ) -> None:
+    from datetime import date
+
+    from nightshift.settings import Settings
+
+    for key in ("NIGHTSHIFT_TRAIN_DAYS", "NIGHTSHIFT_DRIFT_MIN_ROWS", "NIGHTSHIFT_SCHEDULE_END"):
+        monkeypatch.delenv(key, raising=False)
+    flights, tiny = load_spec("flights"), load_spec("tiny")
+    s = Settings()
+    assert s.for_dataset(flights).drift_min_rows == 300 and s.for_dataset(tiny).drift_min_rows == 50
+    assert s.for_dataset(tiny).schedule_end == date(2013, 3, 31) and s.for_dataset(tiny).train_days == 21
+    # Resolving for another dataset starts from the explicit settings: nothing of the first spec leaks.
+    assert s.for_dataset(flights).for_dataset(tiny).drift_min_rows == 50
+    assert Settings().for_dataset(load_spec("tiny")).dataset == "tiny"
+    monkeypatch.setenv("NIGHTSHIFT_DRIFT_MIN_ROWS", "7")
+    assert Settings().for_dataset(flights).drift_min_rows == 7 and Settings().for_dataset(tiny).drift_min_rows == 7
+    assert Settings(train_days=9).for_dataset(tiny).train_days == 9
+
+
+def test_a_window_that_ends_before_it_starts_or_a_file_misnamed_is_refused(tmp_path: Path) -> None:
+    raw = yaml.safe_load((Path(load_spec("tiny").spec_dir) / "tiny.yaml").read_text())
+    raw["settings"].update(schedule_start="2013-05-01", schedule_end="2013-04-01")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match="schedule_end 2013-04-01 is before schedule_start 2013-05-01"):
+        load_spec(str(tmp_path / "tiny.yaml"))
+    raw["settings"].update(schedule_start="2013-01-01")
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match="name the file tiny.yaml"):
+        load_spec(str(tmp_path / "other.yaml"))
+
+
+def test_a_date_outside_the_schedule_is_refused_naming_the_window() -> None:
+    from datetime import date
+
+    from nightshift.settings import Settings
+
+    s = Settings().for_dataset(load_spec("tiny"))
+    s.check_scheduled(date(2013, 3, 31), "nightly__tiny")
+    window = r"2013-04-01 is outside the schedule of nightly__tiny: 2013-01-01\.\.2013-03-31"
+    with pytest.raises(ValueError, match=window):
+        s.check_scheduled(date(2013, 4, 1), "nightly__tiny")
