@@ -45,8 +45,14 @@ def load_window(spec: DatasetSpec, settings: Settings, wanted: list[date], what:
     """Labelled rows of the partitions in `wanted`; a clear error when fewer than min_days exist."""
     frame, found = offline.read_days(settings.offline_dir, spec.name, wanted)
     if len(found) < min_days:
+        first = settings.schedule_start
+        if first is not None and wanted[0] < first:  # part of the window lies before the dataset's data
+            hint = (f"the days before {first} (the start of {spec.name}'s schedule window) do not exist: choose a "
+                    "later data date, or shorten train_days/holdout_days/min_train_days in the spec's settings")
+        else:
+            hint = f"ingest those dates first (nightshift --dataset {spec.name} ingest {wanted[0]} --end {wanted[-1]})"
         raise ValueError(f"{what} window {wanted[0]}..{wanted[-1]} has {len(found)} ingested day(s) of "
-                         f"{spec.name}, needs at least {min_days}; ingest those dates first")
+                         f"{spec.name}, needs at least {min_days}; {hint}")
     y = offline.labels(spec, frame)
     keep = ~np.isnan(y)
     return frame[keep].reset_index(drop=True), y[keep], found

@@ -228,6 +228,12 @@ up() {
   install
   eval "$(environment)"
   init_stores
+  # Every service reads the spec folders when it starts: a stack started for another folder restarts.
+  if [ -f "$HOME_DIR/run/spec-dir" ] && [ "$(cat "$HOME_DIR/run/spec-dir")" != "${NIGHTSHIFT_SPEC_DIR:-}" ]; then
+    echo ">> NIGHTSHIFT_SPEC_DIR changed since the services started: restarting them"
+    down > /dev/null
+  fi
+  echo "${NIGHTSHIFT_SPEC_DIR:-}" > "$HOME_DIR/run/spec-dir"
   echo ">> starting services (listening on $BIND_HOST)"
   start_airflow
   start mlflow-ui mlflow server --backend-store-uri "$MLFLOW_TRACKING_URI" \

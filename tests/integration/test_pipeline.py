@@ -131,5 +131,11 @@ def test_failed_gate_promotes_nothing_and_says_why(ingested: Settings, monkeypat
 
 def test_too_little_history_is_a_clear_error(settings: Settings) -> None:
     ingest(Pipeline(settings), date(2013, 1, 1), date(2013, 1, 3), log=quiet)
-    with pytest.raises(ValueError, match="needs at least 5; ingest those dates first"):
+    # The window reaches before the data's first day: the hint says those days do not exist.
+    with pytest.raises(ValueError, match=r"needs at least 5; the days before 2013-01-01 \(the start of tiny's "
+                                         r"schedule window\) do not exist"):
         train(Pipeline(settings), date(2013, 1, 3), log=quiet)
+    # The window lies within the data but was not ingested: the hint gives the command.
+    with pytest.raises(ValueError, match=r"needs at least 5; ingest those dates first \(nightshift --dataset tiny "
+                                         r"ingest 2013-02-01 --end 2013-02-21\)"):
+        train(Pipeline(settings), date(2013, 2, 28), log=quiet)
