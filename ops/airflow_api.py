@@ -116,6 +116,23 @@ class AirflowAPI:
         out = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
         return {ti["task_id"]: ti["state"] for ti in out["task_instances"]}
 
+    def failure(self, dag_id: str, run_id: str) -> str | None:
+        """Why a failed run failed: its first failed task and the error its last try raised, or None."""
+        out = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        failed = [ti for ti in out["task_instances"] if ti["state"] == "failed"]
+        if not failed:
+            return None
+        ti = min(failed, key=lambda t: str(t.get("start_date") or ""))
+        try:
+            logs = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/"
+                                     f"{max(int(ti.get('try_number') or 1), 1)}")
+        except RuntimeError:
+            return f"task {ti['task_id']} failed"
+        for entry in reversed(logs.get("content") or []):
+            for detail in (entry.get("error_detail") or []) if isinstance(entry, dict) else []:
+                return f"task {ti['task_id']} failed: {detail.get('exc_type')}: {detail.get('exc_value')}"
+        return f"task {ti['task_id']} failed"
+
     def wait(self, dag_id: str, run_id: str, timeout: float = 1800.0, log: Any = print) -> str:
         """Poll until the run finishes; returns its final state, logging task states as they change."""
         deadline, last = time.monotonic() + timeout, None

@@ -293,10 +293,14 @@ def trigger(dag: Annotated[str, typer.Argument(help="DAG to run: nightly, scorin
         if state != "success" and wait:
             state = api.wait(dag_id, run_id, timeout=timeout, log=_log)
             if state != "success":
-                _fail(RuntimeError(f"{dag_id} run {run_id} ended {state}; see its task logs in the Airflow UI"))
+                why = api.failure(dag_id, run_id) if state == "failed" else None
+                _fail(RuntimeError(f"{dag_id} run {run_id} ended {state}: "
+                                   + (why or "see its task logs in the Airflow UI")))
             _log(f"{dag_id} for {day} succeeded")
         if state == "success" and kind == "nightly":
             _print_run_outcome(api, dag_id, run_id)
+    except typer.Exit:  # _fail's own exit (click's Exit is a RuntimeError)
+        raise
     except (RuntimeError, TimeoutError) as exc:
         _fail(exc)
 

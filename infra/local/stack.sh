@@ -355,6 +355,11 @@ case "${1:-up}" in
   down) down ;;
   replay) shift; replay "$@" ;;
   check) check ;;
-  env) environment ;;
+  env)  # a shell that matches the running stack: its spec folder and dataset unless this shell sets them
+    if [ -z "${NIGHTSHIFT_SPEC_DIR:-}" ] && [ -s "$HOME_DIR/run/spec-dir" ]; then NIGHTSHIFT_SPEC_DIR="$(cat "$HOME_DIR/run/spec-dir")"; fi
+    if [ -z "${NIGHTSHIFT_DATASET:-}" ] && [ -s "$HOME_DIR/run/realtime-api.dataset" ]; then
+      NIGHTSHIFT_DATASET="$(cat "$HOME_DIR/run/realtime-api.dataset")"
+    fi
+    environment ;;
   *) echo "usage: $0 {install|up|down|check|replay [START END]|env}" >&2; exit 2 ;;
 esac
