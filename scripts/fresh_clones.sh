@@ -2,7 +2,8 @@
 # `make up` from N fresh clones in a row, as a new user meets it: each clone (with its own .venv and
 # .nightshift) is made from this checkout's HEAD, brought up, checked (every service alive, every
 # advertised URL 200: `stack.sh check`), brought down, checked for leftover processes, and deleted.
-#   bash scripts/fresh_clones.sh [N]      (default 3; prints one line per clone with its wall time)
+#   bash scripts/fresh_clones.sh [N]      (default 3; prints one line per clone with its wall time;
+#                                         DATASET=tiny or NIGHTSHIFT_SPEC_DIR=... pass through to make up)
 # Exits 1 at the first clone that fails, leaving it in place with its logs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,7 +16,7 @@ for i in $(seq 1 "$N"); do
     echo "clone $i: make up FAILED after $((SECONDS - start)) s; see $dir/up.log"; tail -n 30 "$dir/up.log"; exit 1
   fi
   wall=$((SECONDS - start))
-  grep -q "^Nightshift is up.$" "$dir/up.log" || { echo "clone $i: no banner; see $dir/up.log"; exit 1; }
+  grep -q "^Nightshift is up" "$dir/up.log" || { echo "clone $i: no banner; see $dir/up.log"; exit 1; }
   (cd "$dir" && bash infra/local/stack.sh check) > "$dir/check.log" 2>&1 \
     || { echo "clone $i: check failed after make up:"; cat "$dir/check.log"; exit 1; }
   (cd "$dir" && make down > down.log 2>&1)
