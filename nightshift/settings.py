@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     # the HTTP work, however slow the model); "loop": on the event loop. BENCHMARKS.md compares them.
     realtime_inference: Literal["process", "loop"] = "process"
     realtime_max_rows: int = Field(1000, ge=1)  # most rows one request may send
+    realtime_max_body_bytes: int = Field(1_000_000, ge=1024)  # larger request bodies get a 413, unread
+    realtime_max_string_chars: int = Field(200, ge=1)  # longest text value (open-set categorical) in a row
     # PyTorch threads for CPU inference. Batches of a few dozen rows gain nothing from more: the
     # extra threads spin on the cores the event loop and the clients need (1 thread: 8-35% more
     # rows/s than PyTorch's default of one per core, 2 cores, BENCHMARKS.md).

@@ -19,9 +19,18 @@ for i in $(seq 1 "$N"); do
   grep -q "^Nightshift is up" "$dir/up.log" || { echo "clone $i: no banner; see $dir/up.log"; exit 1; }
   (cd "$dir" && bash infra/local/stack.sh check) > "$dir/check.log" 2>&1 \
     || { echo "clone $i: check failed after make up:"; cat "$dir/check.log"; exit 1; }
+  # Secrets: files only the owner reads, and no service but Airflow's holds them in its environment.
+  for f in "$dir/.nightshift/secrets.env" "$dir/.nightshift/airflow/simple_auth_manager_passwords.json.generated"; do
+    [ "$(stat -c %a "$f")" = 600 ] || { echo "clone $i: $f is mode $(stat -c %a "$f"), not 600"; exit 1; }
+  done
+  for svc in lookup-api realtime-api mlflow-ui; do
+    if tr '\0' '\n' < "/proc/$(cat "$dir/.nightshift/run/$svc.pid")/environ" | grep -qE '^(NIGHTSHIFT_AIRFLOW_PASSWORD|AIRFLOW__API_AUTH__JWT_SECRET)='; then
+      echo "clone $i: $svc holds an Airflow secret in its environment"; exit 1
+    fi
+  done
   (cd "$dir" && make down > down.log 2>&1)
   left="$(pgrep -af -- "$dir" || true)"
   [ -z "$left" ] || { echo "clone $i: processes left after make down:"; echo "$left"; exit 1; }
-  echo "clone $i: make up ${wall} s ($((wall / 60)) min $((wall % 60)) s), banner, $(grep -c '^200 ' "$dir/check.log") URLs 200, make down left no process"
+  echo "clone $i: make up ${wall} s ($((wall / 60)) min $((wall % 60)) s), banner, $(grep -c '^200 ' "$dir/check.log") URLs 200, secrets 0600 and out of the services' environments, make down left no process"
   rm -rf "$(dirname "$dir")"
 done

@@ -11,14 +11,24 @@ FastAPI route answers every request: its handler validates its own input and rai
 `RequestValidationError` (a 422 rendered by FastAPI's handler) and `HTTPException`s, and the app's
 middleware (metrics, errors) sees it like any other route. The FastAPI twin is never reached; it
 documents the path in /openapi.json.
+
+**Hostile input.** Text a caller sends (entity keys, categorical values) is bounded and may not hold
+a NUL byte (PostgreSQL refuses it, and a refused key inside a shared, batched read would fail the
+other callers' lookups): `NO_NUL` is the pattern both services validate with before anything reaches
+a shared resource. A 422 never echoes more than a short excerpt of the bad input, and renders inputs
+JSON cannot hold (NaN, invalid UTF-8) instead of failing with a 500.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,6 +37,32 @@ from starlette.routing import Route
 from serving.metrics import MetricsMiddleware, ServiceMetrics
 
 Handler = Callable[[Request], Awaitable[Response]]
+KEY_MAX = 200  # longest entity key either service accepts
+NO_NUL = r"^[^\x00]*$"  # text with no NUL byte
+ECHO_MAX = 80  # characters of a bad input a 422 repeats
+
+
+def _echo(value: Any) -> Any:
+    """A bad input as a 422 may repeat it: short, and always valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        return value if len(value) <= ECHO_MAX else value[:ECHO_MAX] + f"... ({len(value)} characters)"
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    text = repr(value)
+    return text if len(text) <= ECHO_MAX else text[:ECHO_MAX] + "..."
+
+
+async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """422 for every malformed request, naming each bad field, with short, JSON-safe excerpts of the input."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [{"type": e.get("type"), "loc": [x if isinstance(x, (int, str)) else str(x) for x in e.get("loc", ())],
+               "msg": str(e.get("msg")),
+               "input": _echo(e.get("input"))} for e in errors]
+    return JSONResponse({"detail": detail}, 422)
 
 
 def service_app(*, title: str, description: str, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
@@ -34,6 +70,7 @@ def service_app(*, title: str, description: str, lifespan: Callable[[FastAPI], A
     """A service's app: offline docs, request metrics on /metrics, its routers (fast routes ahead of twins)."""
     app = FastAPIOffline(title=title, version="1", lifespan=lifespan, description=description)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
     for router in routers:
         app.include_router(router)

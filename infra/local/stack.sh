@@ -94,7 +94,10 @@ start() {  # start NAME COMMAND...: a background service in its own process grou
   local name="$1"; shift
   local pidfile="$HOME_DIR/run/$name.pid"
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then echo "   $name already running"; return; fi
-  setsid "$@" >"$HOME_DIR/logs/$name.log" 2>&1 < /dev/null &
+  # No service needs the operator's Airflow password (the CLI does); only Airflow's own need its JWT secret.
+  local strip=(-u NIGHTSHIFT_AIRFLOW_PASSWORD)
+  case "$name" in airflow-*) ;; *) strip+=(-u AIRFLOW__API_AUTH__JWT_SECRET) ;; esac
+  setsid env "${strip[@]}" "$@" >"$HOME_DIR/logs/$name.log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
   echo "   $name started (log: $HOME_DIR/logs/$name.log)"
 }
@@ -104,7 +107,9 @@ init_stores() {  # every store is created and migrated here, once, before any se
   nightshift init > "$HOME_DIR/logs/init.log" 2>&1 || { tail -n 30 "$HOME_DIR/logs/init.log"; exit 1; }
   airflow db migrate > "$HOME_DIR/logs/db-migrate.log" 2>&1 || { tail -n 30 "$HOME_DIR/logs/db-migrate.log"; exit 1; }
   # The simple auth manager keeps generated passwords in this file; we write ours first.
-  printf '{"nightshift": "%s"}\n' "$NIGHTSHIFT_AIRFLOW_PASSWORD" > "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+  (umask 077; printf '{"nightshift": "%s"}\n' "$NIGHTSHIFT_AIRFLOW_PASSWORD" \
+     > "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated")
+  chmod 600 "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"  # (made 0644 by an older make up)
 }
 
 start_airflow() {
@@ -281,7 +286,7 @@ up() {
   cat <<MSG
 
 Nightshift is up ($ds, data date $DATA_DATE).
-  Airflow UI   http://$PUBLIC_HOST:$AIRFLOW_PORT   user: nightshift   password: $NIGHTSHIFT_AIRFLOW_PASSWORD
+  Airflow UI   http://$PUBLIC_HOST:$AIRFLOW_PORT   user: nightshift   password: NIGHTSHIFT_AIRFLOW_PASSWORD in $HOME_DIR/secrets.env
   MLflow UI    http://$PUBLIC_HOST:$MLFLOW_PORT
   Lookup API   http://$PUBLIC_HOST:$LOOKUP_PORT/docs   e.g.
                curl http://$PUBLIC_HOST:$LOOKUP_PORT/v1/datasets/$ds/predictions/$key

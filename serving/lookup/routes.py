@@ -20,9 +20,8 @@ from fastapi.security import APIKeyHeader
 from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 from nightshift.settings import Settings
-from serving.http import fast_route
+from serving.http import KEY_MAX, NO_NUL, fast_route
 from serving.lookup.schema import (
-    KEY_MAX,
     BatchAnswer,
     BatchRequest,
     Health,
@@ -37,7 +36,7 @@ from serving.lookup.schema import (
 )
 from serving.store_reader import StoreReader, StoreUnavailable
 
-KEY_ADAPTER = TypeAdapter(Annotated[str, StringConstraints(min_length=1, max_length=KEY_MAX)])
+KEY_ADAPTER = TypeAdapter(Annotated[str, StringConstraints(min_length=1, max_length=KEY_MAX, pattern=NO_NUL)])
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
@@ -70,7 +69,8 @@ async def lookup_state(request: Request) -> LookupState:  # async: a sync depend
 
 
 State = Annotated[LookupState, Depends(lookup_state)]
-EntityKey = Annotated[str, Path(min_length=1, max_length=KEY_MAX, description="The entity key, e.g. a flight id")]
+EntityKey = Annotated[str, Path(min_length=1, max_length=KEY_MAX, pattern=NO_NUL,
+                                description="The entity key, e.g. a flight id")]
 DatasetName = Annotated[str, Path(min_length=1, max_length=100, description="A dataset's name, e.g. flights")]
 
 

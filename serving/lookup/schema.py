@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-KEY_MAX = 200
+from serving.http import KEY_MAX, NO_NUL
 
 
 class ModelRef(BaseModel):
@@ -44,7 +44,7 @@ class Prediction(BaseModel):
 class BatchRequest(BaseModel):
     """Entity keys to look up in one call (at most `lookup_max_keys`)."""
 
-    keys: list[Annotated[str, Field(min_length=1, max_length=KEY_MAX)]] = Field(min_length=1)
+    keys: list[Annotated[str, Field(min_length=1, max_length=KEY_MAX, pattern=NO_NUL)]] = Field(min_length=1)
 
 
 class BatchAnswer(BaseModel):

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -50,7 +51,7 @@ class RealtimeState:
     reader: StoreReader | None = None
 
     def __post_init__(self) -> None:
-        self.row_cls = row_model(self.spec)
+        self.row_cls = row_model(self.spec, self.settings.realtime_max_string_chars)
         self.rows_cls = rows_model(self.spec, self.row_cls, self.settings.realtime_max_rows)
 
     @property
@@ -116,7 +117,13 @@ async def predict(request: Request) -> Response:
                                         "message": f"this endpoint serves {state.spec.name}, not {dataset!r}: run "
                                                    f"one per dataset (NIGHTSHIFT_DATASET={dataset})"}}, 404)
     started = time.perf_counter()
+    most = state.settings.realtime_max_body_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > most:
+        return too_large(int(declared), most)
     body = await request.body()
+    if len(body) > most:
+        return too_large(len(body), most)
     many = MANY_ROWS.match(body) is not None
     try:
         try:
@@ -140,6 +147,8 @@ async def predict(request: Request) -> Response:
     if isinstance(outcome, BaseException):
         return await fallback(state, rows, many, outcome, started)
     scores, models = outcome
+    if not np.isfinite(scores).all():  # a model that yields NaN or inf failed: never answer it
+        return await fallback(state, rows, many, RuntimeError("the model returned a non-finite score"), started)
     labels = (scores >= state.threshold).tolist()
     scores = scores.tolist()
     # Rendered by hand: json.dumps of a nested dict per row cost more than the model (bench/realtime_bench.py).
@@ -153,6 +162,13 @@ async def predict(request: Request) -> Response:
                              key_field=key_field)
     text = f'{{"predictions":[{",".join(answers)}]}}' if many else answers[0]
     return Response(text.encode(), media_type="application/json")
+
+
+def too_large(size: int, most: int) -> JSONResponse:
+    """413 for a body over NIGHTSHIFT_REALTIME_MAX_BODY_BYTES."""
+    return JSONResponse({"detail": {"error": "body_too_large", "bytes": size, "max_bytes": most,
+                                    "message": f"request body of {size} bytes; at most {most} "
+                                               "(NIGHTSHIFT_REALTIME_MAX_BODY_BYTES)"}}, 413)
 
 
 async def fallback(state: RealtimeState, rows: list[dict[str, Any]], many: bool, error: BaseException,

@@ -2,9 +2,11 @@
 
 A row holds the spec's raw inputs (what a caller must send: the features that are not derived,
 plus the derive hook's inputs) and, optionally, the entity key. Numerics are finite numbers or
-null (the fitted preprocessing imputes nulls); categoricals with a closed set of categories accept
-only those (or null); open-set categoricals accept any string. Unknown fields are refused, so a
-typo gets a 422 that names the field instead of a silently imputed value.
+null (the fitted preprocessing imputes nulls) within the spec's [min, max] when it gives them;
+categoricals with a closed set of categories accept only those (or null); open-set categoricals
+accept any string of at most `max_chars` characters without a NUL byte. Unknown fields are refused,
+so a typo gets a 422 that names the field (and the range or set it must lie in) instead of a
+silently imputed value.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from nightshift.spec import DatasetSpec
+from serving.http import KEY_MAX, NO_NUL
 
-KEY_MAX = 200
 
-
-def row_model(spec: DatasetSpec) -> type[BaseModel]:
-    """The pydantic model of one input row of `spec`."""
+def row_model(spec: DatasetSpec, max_chars: int = 200) -> type[BaseModel]:
+    """The pydantic model of one input row of `spec` (open-set text at most `max_chars` long)."""
     if "rows" in (*spec.raw_inputs, spec.entity_key):
         raise ValueError(f"spec {spec.name}: an input named 'rows' clashes with the endpoint's multi-row form")
     kinds = {f.name: f for f in spec.features}
@@ -27,11 +28,19 @@ def row_model(spec: DatasetSpec) -> type[BaseModel]:
     for name in spec.raw_inputs:
         feature = kinds.get(name)
         if feature is not None and feature.kind == "categorical":
-            kind: Any = Literal[tuple(feature.categories)] if feature.categories else str  # type: ignore[misc]
-            fields[name] = (kind | None, Field(..., description=f"categorical: {_categories(feature.categories)}"))
+            if feature.categories:
+                kind: Any = Literal[tuple(feature.categories)]  # type: ignore[misc]
+                fields[name] = (kind | None, Field(..., description=f"categorical: {_categories(feature.categories)}"))
+            else:
+                fields[name] = (str | None, Field(..., max_length=max_chars, pattern=NO_NUL,
+                                                  description=f"categorical: {_categories(None)}"))
         else:
-            fields[name] = (float | None, Field(..., allow_inf_nan=False, description="numeric (null: imputed)"))
-    fields[spec.entity_key] = (str | None, Field(None, min_length=1, max_length=KEY_MAX,
+            low, high = (feature.min, feature.max) if feature is not None else (None, None)
+            where = f" in [{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]" \
+                if low is not None or high is not None else ""
+            fields[name] = (float | None, Field(..., allow_inf_nan=False, ge=low, le=high,
+                                                description=f"numeric{where} (null: imputed)"))
+    fields[spec.entity_key] = (str | None, Field(None, min_length=1, max_length=KEY_MAX, pattern=NO_NUL,
                                                  description="optional entity key: canary split and fallback"))
     config = ConfigDict(extra="forbid", title=f"{spec.name} row")
     return create_model(f"{spec.name.title()}Row", __config__=config, **fields)  # type: ignore[call-overload,no-any-return]
@@ -44,7 +53,7 @@ def rows_model(spec: DatasetSpec, row: type[BaseModel], max_rows: int) -> type[B
 
 
 def _categories(values: list[str | int] | None) -> str:
-    return ", ".join(map(str, values)) if values else "any string (unseen values map to the unknown bucket)"
+    return ", ".join(map(str, values)) if values else "any text (unseen values map to the unknown bucket)"
 
 
 class ModelRef(BaseModel):

@@ -16,3 +16,11 @@ def derive_failing_on_marker(frame: pd.DataFrame) -> pd.DataFrame:
     if (pd.to_numeric(frame["x2"], errors="coerce") == MARKER).any():
         raise ValueError(f"x2 == {MARKER}: the model's preprocessing cannot handle this row")
     return derive(frame)
+
+
+def derive_infinite_on_marker(frame: pd.DataFrame) -> pd.DataFrame:
+    """The tiny dataset's derive hook, with an infinite derived feature where x2 is MARKER: a model whose
+    scores for those rows are not finite numbers."""
+    out = derive(frame)
+    out.loc[pd.to_numeric(frame["x2"], errors="coerce") == MARKER, "x1_abs"] = float("inf")
+    return out

@@ -93,13 +93,18 @@ def airflow(ingested: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def wait_backfill(api: AirflowAPI, backfill_id: int, timeout: float = 900) -> list[dict]:  # type: ignore[type-arg]
+    """The runs of one backfill once it completed (fails at the timeout: never a partial answer)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if api._call("GET", f"/backfills/{backfill_id}").get("completed_at"):
-            break
-        time.sleep(5)
-    runs = api._call("GET", "/dags/nightly__tiny/dagRuns", params={"run_type": "backfill", "limit": 100})["dag_runs"]
-    return [r for r in runs if r.get("backfill_id") == backfill_id] or runs
+    while not (backfill := api._call("GET", f"/backfills/{backfill_id}")).get("completed_at"):
+        assert time.monotonic() < deadline, f"backfill {backfill_id} not completed after {timeout:.0f}s"
+        time.sleep(2)
+    # The backfill runs of its dates (the REST API's runs do not name their backfill; Airflow keeps one run
+    # per logical date, which a rerun of the backfill reprocesses).
+    mine = api._call("GET", "/dags/nightly__tiny/dagRuns", params={
+        "run_type": "backfill", "logical_date_gte": backfill["from_date"], "logical_date_lte": backfill["to_date"],
+        "limit": 100})["dag_runs"]
+    assert mine, f"backfill {backfill_id} has no run"
+    return mine  # type: ignore[no-any-return]  # (JSON)
 
 
 def test_two_datasets_window_rest_trigger_and_idempotent_backfill(airflow: AirflowAPI, ingested: Settings) -> None:

@@ -188,3 +188,33 @@ def test_concurrent_lookups_share_reads_and_each_gets_its_own_row(lookup_setting
     assert [r["entity_key"] if r else None for r in rows] == [*KEYS, None, KEYS[3]]  # type: ignore[index]
     assert {r["snapshot_id"] for r in rows if r} == {sid}  # type: ignore[index]
     assert [round(r["score"], 3) for r in rows[:3]] == [0.3, 0.301, 0.302]  # type: ignore[index]
+
+
+def test_a_nul_byte_key_is_refused_alone_and_fails_no_other_callers_lookup(lookup_settings: Settings) -> None:
+    # PostgreSQL refuses a NUL in text; concurrent single lookups share one read, so before validation one
+    # such key failed every good lookup batched with it (503s). Now it is a 422 before any read.
+    import asyncio
+    from urllib.parse import quote
+
+    import httpx
+
+    publish(lookup_settings, "run-1", "3", scores(0.4))
+    bad = ["bad\x00key", "\x00", KEYS[3] + "\x00"]
+    asked = [KEYS[i % len(KEYS)] if i % 4 else bad[i % 3] for i in range(400)]
+
+    async def main() -> list[httpx.Response]:
+        app = create_app(lookup_settings)
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lookup") as c:
+                singles = [c.get(f"/v1/predictions/{quote(k, safe='')}") for k in asked]
+                batch = c.post("/v1/predictions/batch", json={"keys": [KEYS[0], "bad\x00key"]})
+                return list(await asyncio.gather(*singles, batch))
+
+    answers = asyncio.run(main())
+    pairs = list(zip(asked, answers[:-1], strict=True))
+    failed_good = [(k, a.status_code) for k, a in pairs if "\x00" not in k and a.status_code != 200]
+    assert failed_good == [], f"{len(failed_good)} good lookups failed beside bad keys: {failed_good[:3]}"
+    assert all(a.json()["entity_key"] == k for k, a in pairs if "\x00" not in k)
+    for _key, answer in [(k, a) for k, a in pairs if "\x00" in k]:
+        assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["path", "entity_key"]
+    assert answers[-1].status_code == 422

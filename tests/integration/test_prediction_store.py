@@ -151,13 +151,15 @@ def test_reads_during_back_to_back_publishes_never_come_back_empty(store_url: st
 def test_killed_publish_leaves_previous_snapshot_served(store_url: str) -> None:
     engine = store.get_engine(store_url)
     first = run_worker(store_url, "run-1", 0.1)
-    proc = subprocess.Popen([sys.executable, str(WORKER), store_url, "run-2", str(ROWS), "0.9", "0.05"],
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    # The worker holds after its first batch is in the store until told to go on: killed there, it dies
+    # mid-write for certain.
+    proc = subprocess.Popen([sys.executable, str(WORKER), store_url, "run-2", str(ROWS), "0.9", "0", "hold"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith("WRITING"), line
     dead = int(line.split()[1])
-    time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
 

@@ -246,14 +246,19 @@ def test_swap_under_concurrent_load_fails_no_request(home: Settings, monkeypatch
                         seen.append(answer.json()["model"]["version"])
 
             callers = [asyncio.create_task(caller(i)) for i in range(16)]
-            await asyncio.sleep(0.5)
+
+            async def answered(n: int) -> bool:
+                return len(seen) >= n
+
+            await wait_until(lambda: answered(100))  # under load (answers counted, not time slept)
             await asyncio.to_thread(set_alias, s, "champion", "2")
 
             async def swapped() -> bool:
                 return app.state.realtime.manager.champion.version == "2" and seen[-20:].count("2") == 20
 
             await wait_until(swapped)
-            await asyncio.sleep(0.3)
+            after = len(seen)
+            await wait_until(lambda: answered(after + 100))  # and on under load after the swap
             stop.set()
             await asyncio.gather(*callers)
             assert failures == []
@@ -484,3 +489,57 @@ def test_sigterm_to_the_server_loses_no_logged_prediction(home: Settings) -> Non
         assert time.monotonic() < deadline, f"{len(logged)} of {len(batch)} predictions logged"
         time.sleep(0.2)
     assert sorted(r["entity_key"] for r in logged) == sorted(r["id"] for r in batch)
+
+
+def test_hostile_input_is_a_small_422_or_413_never_a_5xx(home: Settings) -> None:
+    good = {"segment": "a", "region": "north", "x1": 1.0, "x2": 3.0, "id": "k1"}
+    raw = {"content-type": "application/json"}
+
+    async def main() -> None:
+        async with serving(home) as (_app, client):
+            # A finite but huge number (the spec's range is [-12, 12]): 422 naming the field and the bound.
+            huge = await client.post("/v1/predict", json={**good, "x1": 1e308})
+            assert huge.status_code == 422 and huge.json()["detail"][0]["loc"][-1] == "x1"
+            assert "12" in huge.json()["detail"][0]["msg"]
+            # A NaN literal, invalid UTF-8, a NUL byte in the key: 422 with a valid JSON body.
+            for body in (b'{"segment": "a", "region": "north", "x1": NaN, "x2": 3.0}',
+                         b'{"segment": "\xff\xfe", "region": "north", "x1": 1.0, "x2": 3.0}',
+                         json.dumps({**good, "id": "bad\x00key"}).encode()):
+                answer = await client.post("/v1/predict", content=body, headers=raw)
+                assert answer.status_code == 422, (body, answer.text)
+                assert "NaN" not in answer.text and answer.json()["detail"]
+            # A 500 kB field is refused without being echoed back.
+            long = await client.post("/v1/predict", json={**good, "id": "x" * 500_000})
+            assert long.status_code == 422 and len(long.content) < 2_000, len(long.content)
+            # A body over NIGHTSHIFT_REALTIME_MAX_BODY_BYTES (1 MB) is refused unread: 413.
+            big = await client.post("/v1/predict", json={**good, "id": "x" * 2_000_000})
+            assert big.status_code == 413 and big.json()["detail"]["error"] == "body_too_large"
+            assert (await client.post("/v1/predict", json=good)).status_code == 200  # and it still serves
+
+    run(main())
+
+
+def test_a_model_that_yields_a_non_finite_score_falls_back_instead_of_answering_it(home: Settings) -> None:
+    def edit(bundle: Path) -> None:
+        pre = json.loads((bundle / "preprocessor.json").read_text())
+        pre["derive_hook"] = "tests.integration.faults:derive_infinite_on_marker"
+        (bundle / "preprocessor.json").write_text(json.dumps(pre))
+
+    s = home.model_copy(update={"realtime_max_delay_ms": 20.0})
+    set_alias(s, "champion", register_bundle(s, edit))
+    batch = rows(s, 4)
+    sid = publish_snapshot(s, [r["id"] for r in batch], 0.25)
+
+    async def main() -> None:
+        async with serving(s) as (_app, client):
+            answers = await asyncio.gather(client.post("/v1/predict", json={**batch[0], "x2": MARKER}),
+                                           *[client.post("/v1/predict", json=r) for r in batch[1:]])
+            assert all(a.status_code == 200 and "NaN" not in a.text and "Infinity" not in a.text for a in answers)
+            first = answers[0].json()
+            assert first["fallback"] is True and first["source"] == "prediction_store" and first["snapshot_id"] == sid
+            assert all(a.json()["source"] == "model" for a in answers[1:])
+            unkeyed = {k: v for k, v in batch[0].items() if k != "id"} | {"x2": MARKER}
+            answer = await client.post("/v1/predict", json=unkeyed)
+            assert answer.status_code == 503 and "non-finite" in answer.json()["detail"]["message"]
+
+    run(main())
