@@ -21,7 +21,7 @@ def validate(ctx: Pipeline, data_date: date, *, log: Any = print) -> dict[str, A
     settings, spec = ctx.settings, ctx.spec
     frame = offline.read_partition(settings.offline_dir, spec.name, data_date)
     project = settings.home / "gx" / spec.name / data_date.isoformat()
-    report = run_suite(spec, frame, project, run_name=f"{spec.name}-{data_date.isoformat()}")
+    report = run_suite(spec, frame, project, run_name=f"{spec.name}-{data_date.isoformat()}", day=data_date)
     docs_uri = _log_to_mlflow(ctx, data_date, report)
     log(f"validation of {spec.name} {data_date} {report.summary()}")
     log(f"Data Docs: {report.docs_index} (MLflow: {docs_uri})")

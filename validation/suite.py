@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pandas as pd
 from nightshift.spec import DatasetSpec
 
 NUMERIC_TYPES = ["int8", "int16", "int32", "int64", "Int64", "float16", "float32", "float64", "Float64"]
+TEXT_TYPES = ["object", "str", "string", "StringDtype"]
 
 
 class ValidationFailed(ValueError):
@@ -49,12 +51,28 @@ class Report:
         return "\n".join(lines + [f"  - {f}" for f in self.failures])
 
 
-def expectations_for(spec: DatasetSpec) -> list[Any]:
-    """The suite the spec implies: columns and types, null shares, ranges, categories, key, row count."""
+FINITE = 1e300  # a numeric value beyond this is an infinity (or as good as one): never allowed
+
+
+def expectations_for(spec: DatasetSpec, day: date | None = None) -> list[Any]:
+    """The suite the spec implies: columns and types, null shares, ranges, categories, key, row count; no
+    infinite number in any feature; a target of the positive label's kind with at most two values; and,
+    given the partition's `day`, every row's date equal to it."""
     import great_expectations.expectations as gxe
 
     e = spec.expectations
     out: list[Any] = [gxe.ExpectTableRowCountToBeBetween(min_value=e.min_rows, max_value=e.max_rows)]
+    if day is not None:  # a row of another date (or another date format) is not this partition's
+        out.append(gxe.ExpectColumnValuesToBeInSet(column=spec.date_column, value_set=[day.isoformat()]))
+    # The target: of the positive label's kind (a numeric label stored as text would read as all negative),
+    # and binary (a third value is a corrupted label, e.g. "None" or -inf).
+    positive = spec.target.positive
+    kinds = TEXT_TYPES if isinstance(positive, str) else [*NUMERIC_TYPES, "bool", "boolean"]
+    out += [gxe.ExpectColumnValuesToBeInTypeList(column=spec.target.column, type_list=kinds),
+            gxe.ExpectColumnUniqueValueCountToBeBetween(column=spec.target.column, min_value=1, max_value=2)]
+    for f in spec.features:
+        if f.kind == "numeric":  # mostly=1: one infinity is one too many (range_mostly would let it through)
+            out.append(gxe.ExpectColumnValuesToBeBetween(column=f.name, min_value=-FINITE, max_value=FINITE))
     for col in [spec.entity_key, spec.date_column, spec.target.column] + spec.feature_names:
         out.append(gxe.ExpectColumnToExist(column=col))
     out += [gxe.ExpectColumnValuesToBeUnique(column=spec.entity_key),
@@ -111,7 +129,8 @@ def _failures(result: Any) -> list[Failure]:
     return failures
 
 
-def run_suite(spec: DatasetSpec, frame: pd.DataFrame, project_dir: Path, run_name: str) -> Report:
+def run_suite(spec: DatasetSpec, frame: pd.DataFrame, project_dir: Path, run_name: str,
+              day: date | None = None) -> Report:
     """Validate a frame against the spec's suite in a fresh GX project folder; build its Data Docs."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
@@ -126,7 +145,7 @@ def run_suite(spec: DatasetSpec, frame: pd.DataFrame, project_dir: Path, run_nam
     context.variables.save()
     asset = context.data_sources.add_pandas(name="offline_store").add_dataframe_asset(name=spec.name)
     batch = asset.add_batch_definition_whole_dataframe("partition")
-    suite = context.suites.add(gx.ExpectationSuite(name=f"{spec.name}_suite", expectations=expectations_for(spec)))
+    suite = context.suites.add(gx.ExpectationSuite(name=f"{spec.name}_suite", expectations=expectations_for(spec, day)))
     definition = context.validation_definitions.add(gx.ValidationDefinition(name=spec.name, data=batch, suite=suite))
     checkpoint = context.checkpoints.add(gx.Checkpoint(
         name=f"{spec.name}_checkpoint", validation_definitions=[definition],

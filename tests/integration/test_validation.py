@@ -38,6 +38,28 @@ def corrupt(frame: pd.DataFrame, how: str) -> pd.DataFrame:
     if how == "unknown category flood":
         f.loc[: len(f) // 3, "segment"] = "never-seen"
         return f
+    if how == "one infinite value":  # 1 of 60 rows: under range_mostly (0.99), which alone let it through
+        f.loc[3, "x1"] = np.inf
+        return f
+    if how == "target of another kind":  # the label written as 1/0 numbers where the spec's positive is "yes"
+        f["label"] = (f["label"] == "yes").astype(int)
+        return f
+    if how == "a third target value":
+        f.loc[:4, "label"] = "None"
+        return f
+    if how == "infinite target":  # numbers with a -inf among them
+        f["label"] = np.where(f["label"] == "yes", 1.0, 0.0)
+        f.loc[2, "label"] = -np.inf
+        return f
+    if how == "null entity keys":
+        f.loc[:2, "id"] = None
+        return f
+    if how == "rows of another date":
+        f.loc[:5, "day"] = "2013-02-11"
+        return f
+    if how == "dates as dd/mm/yyyy":
+        f["day"] = "10/02/2013"
+        return f
     raise AssertionError(how)
 
 
@@ -51,6 +73,13 @@ def corrupt(frame: pd.DataFrame, how: str) -> pd.DataFrame:
         ("empty partition", ["expect_table_row_count_to_be_between: observed 0"]),
         ("out-of-range values", ["expect_column_values_to_be_between on column 'x1'", "1000000.0"]),
         ("unknown category flood", ["expect_column_values_to_be_in_set on column 'segment'", "never-seen"]),
+        ("one infinite value", ["expect_column_values_to_be_between on column 'x1'", "inf"]),
+        ("target of another kind", ["expect_column_values_to_be_in_type_list on column 'label'"]),
+        ("a third target value", ["expect_column_unique_value_count_to_be_between on column 'label'"]),
+        ("infinite target", ["expect_column_unique_value_count_to_be_between on column 'label'"]),
+        ("null entity keys", ["expect_column_values_to_not_be_null on column 'id'"]),
+        ("rows of another date", ["expect_column_values_to_be_in_set on column 'day'", "2013-02-11"]),
+        ("dates as dd/mm/yyyy", ["expect_column_values_to_be_in_set on column 'day'", "10/02/2013"]),
     ],
 )
 def test_corrupted_partition_fails_with_named_expectation(ingested: Settings, how: str, named: list[str]) -> None:
