@@ -48,9 +48,14 @@ def test_a_new_dataset_needs_only_a_spec(tmp_path: Path, monkeypatch: pytest.Mon
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.setenv("NIGHTSHIFT_SPEC_DIR", str(tmp_path))
     monkeypatch.setenv("NIGHTSHIFT_DATASET", "mine")
+    from nightshift.offline import load_source
     from nightshift.settings import Settings
 
-    assert Settings().spec().name == "mine"
+    spec = Settings().spec()
+    assert spec.name == "mine" and spec.settings.schedule_end is not None
+    rows = load_source(spec)  # its source, read by the spec alone, with exactly the columns the store keeps
+    assert len(rows) == 90 * 60 and list(rows.columns) == spec.stored_columns
+    assert Settings().for_dataset(spec).train_days == spec.settings.train_days == 21
 
 
 def test_dataset_settings_come_from_the_spec_and_the_environment_overrides_them(monkeypatch: pytest.MonkeyPatch
