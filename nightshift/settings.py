@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     label_delay_days: int = Field(1, ge=0)  # labels of day D are judged by the drift run of D + this
 
     # The lookup API.
-    lookup_api_key: SecretStr | None = None  # set it to require the X-API-Key header
+    lookup_api_key: SecretStr | None = None  # set it to require the X-API-Key header (all but /healthz)
     lookup_max_keys: int = Field(1000, ge=1)  # most keys one batch lookup may ask for
 
     # The real-time endpoint (serving/realtime/).
@@ -122,15 +122,17 @@ class Settings(BaseSettings):
     realtime_log_predictions: bool = True  # write every prediction to the prediction log
     realtime_log_queue: int = Field(200_000, ge=1)  # log rows held in memory before new ones are dropped
     realtime_bundle_dir: Path | None = None  # serve this scorer bundle instead of the registry's champion
+    realtime_api_key: SecretStr | None = None  # set it to require the X-API-Key header (all but /healthz)
 
-    @field_validator("lookup_api_key")
+    @field_validator("lookup_api_key", "realtime_api_key")
     @classmethod
     def _real_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
         secret = value.get_secret_value()
         if secret.lower() in {"changeme", "changethis", "secret", "password", "apikey"} or len(secret) < 16:
-            raise ValueError("NIGHTSHIFT_LOOKUP_API_KEY looks like a placeholder: use 16+ random characters")
+            raise ValueError("an API key (NIGHTSHIFT_LOOKUP_API_KEY / NIGHTSHIFT_REALTIME_API_KEY) looks like a "
+                             "placeholder: use 16+ random characters")
         return value
 
     @field_validator("home", "offline_store_dir", "spec_dir", "realtime_bundle_dir")

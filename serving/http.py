@@ -12,6 +12,10 @@ FastAPI route answers every request: its handler validates its own input and rai
 middleware (metrics, errors) sees it like any other route. The FastAPI twin is never reached; it
 documents the path in /openapi.json.
 
+**API key.** With a key set (`NIGHTSHIFT_LOOKUP_API_KEY`, `NIGHTSHIFT_REALTIME_API_KEY`), every path of the
+service but /healthz (the liveness probe) needs it in the X-API-Key header, compared in constant time:
+the docs, the OpenAPI document, /metrics and /readyz included. One middleware does it for both apps.
+
 **Hostile input.** Text a caller sends (entity keys, categorical values) is bounded and may not hold
 a NUL byte (PostgreSQL refuses it, and a refused key inside a shared, batched read would fail the
 other callers' lookups): `NO_NUL` is the pattern both services validate with before anything reaches
@@ -21,6 +25,7 @@ JSON cannot hold (NaN, invalid UTF-8) instead of failing with a 500.
 
 from __future__ import annotations
 
+import hmac
 import math
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -30,9 +35,11 @@ from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving.metrics import MetricsMiddleware, ServiceMetrics
 
@@ -65,10 +72,40 @@ async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, 422)
 
 
+def key_matches(expected: SecretStr | None, given: str | None) -> bool:
+    """True when no key is set, or `given` is it (compared in constant time)."""
+    if expected is None:
+        return True
+    return bool(given) and hmac.compare_digest(str(given).encode(), expected.get_secret_value().encode())
+
+
+UNAUTHORIZED = {"detail": {"error": "unauthorized", "message": "missing or wrong X-API-Key header"}}
+
+
+class ApiKeyMiddleware:
+    """401 for every request without the service's key, except /healthz (plain ASGI: no per-request object)."""
+
+    OPEN = frozenset({"/healthz"})
+
+    def __init__(self, app: ASGIApp, key: SecretStr) -> None:
+        self.app, self.key = app, key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.OPEN:
+            given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-api-key"), None)
+            if not key_matches(self.key, given):
+                await JSONResponse(UNAUTHORIZED, 401, headers={"WWW-Authenticate": "APIKey"})(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def service_app(*, title: str, description: str, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
-                metrics: ServiceMetrics, routers: list[APIRouter]) -> FastAPI:
-    """A service's app: offline docs, request metrics on /metrics, its routers (fast routes ahead of twins)."""
+                metrics: ServiceMetrics, routers: list[APIRouter], api_key: SecretStr | None = None) -> FastAPI:
+    """A service's app: offline docs, request metrics on /metrics, its routers (fast routes ahead of twins),
+    and with `api_key` the key required on every path but /healthz."""
     app = FastAPIOffline(title=title, version="1", lifespan=lifespan, description=description)
+    if api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, key=api_key)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)

@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = service_app(title="Nightshift prediction lookup", lifespan=lifespan,
                       description=f"Precomputed predictions of each dataset's served snapshot, by entity key: "
                                   f"/v1/datasets/{{dataset}}/... (/v1/... for {settings.dataset}).",
-                      metrics=ServiceMetrics("nightshift_lookup"), routers=[routes.v1, routes.health])
+                      metrics=ServiceMetrics("nightshift_lookup"), routers=[routes.v1, routes.health],
+                      api_key=settings.lookup_api_key)
     app.add_exception_handler(StoreUnavailable, routes.store_unavailable)
     return app

@@ -231,8 +231,9 @@ async def readyz(state: State) -> JSONResponse:
     manager = state.manager
     assert manager is not None
     model = manager.champion
-    if model is None:
-        why = manager.last_error.get(CHAMPION) or f"{manager.name} has no champion loaded yet"
+    if model is None:  # the error itself is in the log and in /v1/models, not told to whoever asks
+        why = (f"no champion of {manager.name} loaded: its last load failed (see /v1/models and the server log)"
+               if manager.last_error.get(CHAMPION) else f"no champion of {manager.name} loaded yet")
         return JSONResponse({"status": "unavailable", "model": None, "reason": why}, 503)
     return JSONResponse({"status": "ok", "model": model.ref, "device": model.device, "precision": model.precision,
                          "challenger": manager.challenger.ref if manager.challenger else None})

@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics.registry.register(state.stats)
     app = service_app(title="Nightshift real-time predictions", lifespan=lifespan,
                       description=f"Fresh {state.spec.name} predictions from the champion model, batched dynamically.",
-                      metrics=metrics, routers=[routes.router])
+                      metrics=metrics, routers=[routes.router], api_key=settings.realtime_api_key)
     app.state.realtime = state
     state.stats.state = state
     for route in app.router.routes:  # the documented twins of /v1/predict get this dataset's row schema

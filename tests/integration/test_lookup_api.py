@@ -144,8 +144,11 @@ def test_api_key_when_set(lookup_settings: Settings, monkeypatch: pytest.MonkeyP
         assert client.get(path, headers={"X-API-Key": API_KEY}).status_code == 200
         assert client.post("/v1/predictions/batch", json={"keys": KEYS[:1]}).status_code == 401
         assert client.get("/v1/snapshots/current").status_code == 401
-        for open_path in ("/healthz", "/readyz", "/metrics"):
-            assert client.get(open_path).status_code == 200
+        assert client.get("/healthz").status_code == 200  # the liveness probe stays open
+        # Everything else needs the key too: the docs, the OpenAPI document, metrics, readiness.
+        for path in ("/readyz", "/metrics", "/docs", "/redoc", "/openapi.json"):
+            assert client.get(path).status_code == 401, path
+            assert client.get(path, headers={"X-API-Key": API_KEY}).status_code == 200, path
 
 
 def test_store_down_api_starts_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,8 +159,8 @@ def test_store_down_api_starts_and_says_so(tmp_path: Path, monkeypatch: pytest.M
     try:
         with TestClient(create_app(get_settings())) as client:
             assert client.get("/healthz").status_code == 200
-            ready = client.get("/readyz")
-            assert ready.status_code == 503 and ready.json()["store"].startswith("unreachable: ")
+            ready = client.get("/readyz")  # says what is down, and not the error text (hosts, ports, drivers)
+            assert ready.status_code == 503 and ready.json() == {"status": "unavailable", "store": "unreachable"}
             answer = client.get(f"/v1/predictions/{KEYS[0]}")
             assert answer.status_code == 503 and answer.json()["detail"]["error"] == "store_unavailable"
             assert client.post("/v1/predictions/batch", json={"keys": KEYS[:2]}).status_code == 503

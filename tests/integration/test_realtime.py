@@ -22,6 +22,7 @@ import pyarrow as pa
 import pytest
 from fastapi import FastAPI
 from mlflow import MlflowClient
+from pydantic import SecretStr
 
 from jobs.context import Pipeline
 from jobs.train import train
@@ -541,5 +542,26 @@ def test_a_model_that_yields_a_non_finite_score_falls_back_instead_of_answering_
             unkeyed = {k: v for k, v in batch[0].items() if k != "id"} | {"x2": MARKER}
             answer = await client.post("/v1/predict", json=unkeyed)
             assert answer.status_code == 503 and "non-finite" in answer.json()["detail"]["message"]
+
+    run(main())
+
+
+def test_api_key_when_set_guards_every_path_but_healthz(home: Settings) -> None:
+    key = "rt-key-for-tests-0123456789"
+    s = home.model_copy(update={"realtime_api_key": SecretStr(key)})
+    good = rows(s, 1)[0]
+
+    async def main() -> None:
+        async with serving(s) as (_app, client):
+            assert (await client.get("/healthz")).status_code == 200
+            for method, path in (("POST", "/v1/predict"), ("POST", "/v1/datasets/tiny/predict"), ("GET", "/v1/models"),
+                                 ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/docs"), ("GET", "/openapi.json")):
+                body = good if method == "POST" else None
+                denied = await client.request(method, path, json=body)
+                wrong = await client.request(method, path, json=body, headers={"X-API-Key": key[:-1] + "x"})
+                assert denied.status_code == wrong.status_code == 401, path
+                assert denied.json()["detail"]["error"] == "unauthorized"
+                allowed = await client.request(method, path, json=body, headers={"X-API-Key": key})
+                assert allowed.status_code == 200, (path, allowed.text)
 
     run(main())
