@@ -37,8 +37,10 @@ def publish(ctx: Pipeline, scored: dict[str, Any], *, actor: str, log: Callable[
     seconds = time.perf_counter() - started
     log(f"snapshot {snapshot_id} served: {snap['row_count']:,} rows in {seconds:.1f}s "
         f"({snap['row_count'] / max(seconds, 1e-9):,.0f} rows/s); removed {snap['removed'] or 'none'}")
+    if snap["retention_error"]:
+        log(f"warning: older snapshots were not removed ({snap['retention_error']}); the next publish retries")
     return {"snapshot_id": snapshot_id, "rows": int(snap["row_count"]), "removed": snap["removed"],
-            "seconds": round(seconds, 2)}
+            "retention_error": snap["retention_error"], "seconds": round(seconds, 2)}
 
 
 def follow_champion(ctx: Pipeline, version: str, *, actor: str, reason: str,

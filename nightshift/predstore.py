@@ -11,17 +11,24 @@ Readers resolve the served snapshot and read its rows in one statement, so a rea
 snapshot or the new one, never a mix. A snapshot is written with status `writing`, invisible to
 readers; publishing flips the pointer in one transaction. A crash or kill mid-write leaves the
 pointer (and what is served) untouched; the next write clears the leftovers.
+
+Removing a snapshot (retention, a rerun's older copy) first marks it `dropping` (never servable
+again), then detaches and drops its partition, then deletes its row: killed at any of these steps,
+the served snapshot still answers, and the next write finishes the removal (a detach left pending
+by a cut connection is finalized, a table without a snapshot row is dropped).
 """
 
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
+import sqlalchemy.orm  # noqa: F401  (imported once here: its lazy first import from two threads at once fails)
 from sqlalchemy import (
     Engine,
     Text,
@@ -38,18 +45,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from nightshift import store
 from nightshift.tables import prediction_snapshots as snapshots
 from nightshift.tables import predictions
 from nightshift.tables import served_snapshot as served
 
-WRITING, COMPLETE = "writing", "complete"
+WRITING, COMPLETE, DROPPING = "writing", "complete", "dropping"
 SERVED_ALIAS = "served_snapshot"  # how served-snapshot switches appear in the audit trail
+PARTITION_PREFIX = "predictions_s"
 
-
-
-
+log = logging.getLogger(__name__)
 
 class SnapshotError(ValueError):
     """A snapshot that does not exist or cannot be served."""
@@ -64,7 +71,7 @@ def _is_pg(engine: Engine | Connection) -> bool:
 
 
 def _partition(snapshot_id: int) -> str:
-    return f"predictions_s{int(snapshot_id)}"
+    return f"{PARTITION_PREFIX}{int(snapshot_id)}"
 
 
 # ---------------------------------------------------------------- writing
@@ -194,9 +201,18 @@ def publish(engine: Engine, snapshot_id: int, *, actor: str, reason: str, retent
         replaced = [r.id for r in conn.execute(select(snapshots.c.id).where(and_(
             snapshots.c.dataset == snap.dataset, snapshots.c.run_id == snap.run_id,
             snapshots.c.id != snapshot_id)))]
-    removed = _drop(engine, replaced)
-    removed += apply_retention(engine, dataset=snap.dataset, keep=retention)
-    return {**get_snapshot(engine, snapshot_id), "removed": removed}
+    # The new snapshot is served from here on: a removal that fails (a lock held too long, a cut connection)
+    # is logged and left to the next write, which finishes it, instead of failing a publish that happened.
+    removed: list[int] = []
+    try:
+        removed += _drop(engine, replaced)
+        removed += apply_retention(engine, dataset=snap.dataset, keep=retention)
+        error = None
+    except SQLAlchemyError as exc:
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+        log.warning("snapshot %s is served; removing older snapshots failed (the next write retries): %s",
+                    snapshot_id, error)
+    return {**get_snapshot(engine, snapshot_id), "removed": removed, "retention_error": error}
 
 
 def _writing(conn: Connection, snapshot_id: int) -> Any:
@@ -223,11 +239,17 @@ def _switch(conn: Connection, dataset: str, snapshot_id: int) -> int | None:
 def serve(engine: Engine, *, dataset: str, snapshot_id: int, actor: str, reason: str) -> int | None:
     """Switch the served snapshot (rollback to an older complete one); returns the one it replaced."""
     with engine.begin() as conn:
-        snap = conn.execute(select(snapshots).where(snapshots.c.id == snapshot_id)).first()
+        # Locked: a removal marks the row `dropping` under the same lock, so a snapshot being removed is
+        # never switched to.
+        snap = conn.execute(select(snapshots).where(snapshots.c.id == snapshot_id)
+                            .with_for_update(key_share=True)).first()
         if snap is None or snap.dataset != dataset or snap.status != COMPLETE:
             kept = [r.id for r in conn.execute(select(snapshots.c.id).where(and_(
                 snapshots.c.dataset == dataset, snapshots.c.status == COMPLETE)).order_by(snapshots.c.id))]
             raise SnapshotError(f"snapshot {snapshot_id} is not a complete {dataset} snapshot; kept: {kept}")
+        if _is_pg(conn) and snapshot_id in _unattached(conn, [snapshot_id]):
+            raise SnapshotError(f"snapshot {snapshot_id}'s rows are not attached to the store (an interrupted "
+                                "removal); not served")
         before = _switch(conn, dataset, snapshot_id)
         store.record_alias_move_in(conn, model_name=f"predictions:{dataset}", alias=SERVED_ALIAS,
                                    from_version=None if before is None else str(before),
@@ -246,31 +268,105 @@ def apply_retention(engine: Engine, *, dataset: str, keep: int) -> list[int]:
 
 
 def clear_unfinished(engine: Engine, *, dataset: str) -> list[int]:
-    """Remove snapshots left `writing` by a write that died; returns their ids."""
+    """Finish what a write or a removal that died left behind; returns the snapshot ids removed.
+
+    Snapshots still `writing` or `dropping` are removed; on PostgreSQL a detach left pending is
+    finalized and a partition table that no snapshot row names is dropped.
+    """
     with engine.connect() as conn:
         ids = [r.id for r in conn.execute(select(snapshots.c.id).where(and_(
-            snapshots.c.dataset == dataset, snapshots.c.status == WRITING)))]
-    return _drop(engine, ids)
+            snapshots.c.dataset == dataset, snapshots.c.status.in_([WRITING, DROPPING]))))]
+        if _is_pg(conn):  # `complete` with a detached partition: a removal by an older version that died
+            ids += _unattached(conn, [r.id for r in conn.execute(select(snapshots.c.id).where(and_(
+                snapshots.c.dataset == dataset, snapshots.c.status == COMPLETE)))])
+    if _is_pg(engine):
+        _finalize_pending_detach(engine)
+    removed = _drop(engine, ids)
+    if _is_pg(engine):
+        _drop_orphan_tables(engine)
+    return removed
 
 
 def _drop(engine: Engine, ids: Sequence[int]) -> list[int]:
+    """Remove snapshots: mark each `dropping`, detach and drop its partition, delete its row.
+
+    Each step commits on its own; killed after any of them, the snapshot is `dropping` (refused by
+    `serve`, finished by the next `clear_unfinished`) or gone. The served snapshot is never removed.
+    """
+    removed = []
     for snapshot_id in ids:
+        with engine.begin() as conn:
+            snap = conn.execute(select(snapshots).where(snapshots.c.id == snapshot_id)
+                                .with_for_update(key_share=True)).first()
+            current = conn.execute(select(served.c.snapshot_id).where(
+                served.c.dataset == snap.dataset)).scalar_one_or_none() if snap else None
+            if snap is not None and current == snapshot_id:
+                log.warning("snapshot %s is served: not removed", snapshot_id)
+                continue
+            if snap is not None:
+                conn.execute(update(snapshots).where(snapshots.c.id == snapshot_id).values(status=DROPPING))
         if _is_pg(engine):
-            part = _partition(snapshot_id)
-            with engine.connect() as conn:
-                attached = conn.execute(text(
-                    "SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(:t)"), {"t": part}).first()
-            if attached:
-                # CONCURRENTLY: readers of the other snapshots are never blocked by the detach.
-                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                    conn.execute(text(f"ALTER TABLE predictions DETACH PARTITION {part} CONCURRENTLY"))
+            _detach(engine, _partition(snapshot_id))
         with engine.begin() as conn:
             if _is_pg(conn):
                 conn.execute(text(f"DROP TABLE IF EXISTS {_partition(snapshot_id)}"))
             else:
                 conn.execute(delete(predictions).where(predictions.c.snapshot_id == snapshot_id))
             conn.execute(delete(snapshots).where(snapshots.c.id == snapshot_id))
-    return list(ids)
+        removed.append(snapshot_id)
+    return removed
+
+
+def _unattached(conn: Connection, ids: Sequence[int]) -> list[int]:
+    """Those of `ids` whose partition is not attached (or is being detached): they have no rows to serve."""
+    attached = {r[0] for r in conn.execute(text(
+        "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'predictions'::regclass "
+        "AND NOT inhdetachpending"))}
+    return [i for i in ids if _partition(i) not in attached]
+
+
+def _detach(engine: Engine, part: str) -> None:
+    """Detach a partition without blocking readers of the others (CONCURRENTLY), finishing a pending detach."""
+    _finalize_pending_detach(engine, keep=part)  # a table has at most one detach pending at a time
+    with engine.connect() as conn:
+        pending = conn.execute(text("SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = to_regclass(:t)"),
+                               {"t": part}).scalar_one_or_none()
+    if pending is None:
+        return  # not attached (never was, or detached already)
+    how = "FINALIZE" if pending else "CONCURRENTLY"
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"ALTER TABLE predictions DETACH PARTITION {part} {how}"))
+
+
+def _finalize_pending_detach(engine: Engine, keep: str | None = None) -> None:
+    """Finish a `DETACH ... CONCURRENTLY` that was interrupted (a killed publisher, a cut connection)."""
+    with engine.connect() as conn:
+        pending = [r[0] for r in conn.execute(text(
+            "SELECT inhrelid::regclass::text FROM pg_inherits "
+            "WHERE inhparent = 'predictions'::regclass AND inhdetachpending"))]
+    for part in pending:
+        if part == keep:
+            continue
+        log.warning("finishing the interrupted detach of %s", part)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f"ALTER TABLE predictions DETACH PARTITION {part} FINALIZE"))
+
+
+def _drop_orphan_tables(engine: Engine) -> None:
+    """Drop partition tables that no snapshot row names (left by a store written before removals were
+    crash-safe); an attached one is detached first."""
+    with engine.connect() as conn:
+        tables = [r[0] for r in conn.execute(text(
+            "SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = current_schema()::regnamespace "
+            "AND relname LIKE :prefix"), {"prefix": PARTITION_PREFIX + "%"})]
+        known = {_partition(r.id) for r in conn.execute(select(snapshots.c.id))}
+    for part in tables:
+        if part in known or not part[len(PARTITION_PREFIX):].isdigit():
+            continue
+        log.warning("dropping %s: no snapshot names it", part)
+        _detach(engine, part)
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE IF EXISTS {part}"))
 
 
 # ---------------------------------------------------------------- reading

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +18,8 @@ from jobs.context import Pipeline
 from nightshift import predstore, store
 from nightshift.settings import Settings
 from tests.conftest import ROOT, create_pg_database, drop_pg_database
+from tests.integration import crash
 
-WORKER = ROOT / "tests" / "integration" / "publish_worker.py"
 ROWS = 20_000
 SAMPLE = [f"k{i:07d}" for i in range(0, ROWS, 997)]  # keys spread over the whole snapshot
 
@@ -41,23 +40,25 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def run_worker(url: str, run_id: str, marker: float, rows: int = ROWS, delay: float = 0.0) -> int:
     """Publish a snapshot whose every score is `marker`, in a separate process; returns its id."""
-    proc = subprocess.run([sys.executable, str(WORKER), url, run_id, str(rows), str(marker), str(delay)],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return int(proc.stdout.split("PUBLISHED")[1].split()[0])
+    return crash.run_worker(url, run_id, marker, "--delay", str(delay), rows=rows)
 
 
 def served_state(engine: Engine) -> tuple[int, int, int, set[float], int]:
-    """(served id, its row_count, rows stored under it, scores of the sampled keys, sampled keys found)."""
-    snap = predstore.current_snapshot(engine, dataset="d")
-    assert snap is not None
+    """(served id, its row_count, rows stored under it, scores of the sampled keys, sampled keys found).
+
+    The id is the one snapshot the read's rows came from (a read of two, or of none, fails), and its
+    row_count is that snapshot's own, looked up by id.
+    """
     found = predstore.lookup(engine, dataset="d", keys=SAMPLE)
     ids = {r["snapshot_id"] for r in found.values()}
-    assert ids <= {snap["id"]} or len(ids) == 1, f"rows from several snapshots in one read: {ids}"
+    assert len(ids) == 1, f"one read, rows of {len(ids)} snapshots: {ids}"
+    (snapshot_id,) = ids
+    snap = predstore.get_snapshot(engine, snapshot_id)
+    assert snap["status"] == predstore.COMPLETE, snap
     with engine.connect() as conn:
         stored = conn.execute(select(func.count()).select_from(predstore.predictions)
-                              .where(predstore.predictions.c.snapshot_id == next(iter(ids)))).scalar_one()
-    return next(iter(ids)), snap["row_count"], stored, {round(r["score"], 3) for r in found.values()}, len(found)
+                              .where(predstore.predictions.c.snapshot_id == snapshot_id)).scalar_one()
+    return snapshot_id, snap["row_count"], stored, {round(r["score"], 3) for r in found.values()}, len(found)
 
 
 def test_reader_polling_during_publish_sees_only_complete_snapshots(store_url: str) -> None:
@@ -67,6 +68,8 @@ def test_reader_polling_during_publish_sees_only_complete_snapshots(store_url: s
     errors: list[BaseException] = []
     stop = threading.Event()
 
+    second_seen = threading.Event()
+
     def poll() -> None:
         while not stop.is_set():
             try:
@@ -74,12 +77,14 @@ def test_reader_polling_during_publish_sees_only_complete_snapshots(store_url: s
             except BaseException as exc:  # noqa: BLE001  (reported by the test thread)
                 errors.append(exc)
                 return
+            if seen[-1][0] != first:
+                second_seen.set()
 
     reader = threading.Thread(target=poll)
     reader.start()
     try:
         second = run_worker(store_url, "run-2", 0.7, delay=0.01)
-        time.sleep(0.3)
+        assert second_seen.wait(timeout=60), "the reader never saw the second snapshot"
     finally:
         stop.set()
         reader.join(timeout=60)
@@ -153,7 +158,7 @@ def test_killed_publish_leaves_previous_snapshot_served(store_url: str) -> None:
     first = run_worker(store_url, "run-1", 0.1)
     # The worker holds after its first batch is in the store until told to go on: killed there, it dies
     # mid-write for certain.
-    proc = subprocess.Popen([sys.executable, str(WORKER), store_url, "run-2", str(ROWS), "0.9", "0", "hold"],
+    proc = subprocess.Popen([sys.executable, str(crash.WORKER), store_url, "run-2", str(ROWS), "0.9", "--hold"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout is not None
@@ -287,3 +292,29 @@ def test_the_served_snapshot_follows_the_champion_or_says_it_does_not(settings: 
     assert f"still serves snapshot {ids['1']}, scores of v1, not of champion v3" in out["message"]
     assert "nightshift score" in out["message"]
     assert predstore.current_snapshot(engine, dataset="tiny")["id"] == ids["1"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("point", crash.KILL_POINTS)
+def test_publish_killed_at_each_step_keeps_every_key_answered_and_next_publish_clean(point: str) -> None:
+    """Killed (and its connections cut) in the middle of any step of a publish, a publisher leaves the
+    served snapshot answering every key, no snapshot that can be switched to without its rows, and a
+    store the next publish cleans up completely."""
+    url = create_pg_database("ns_crash")
+    try:
+        store.init_store(url)
+        out = crash.kill_publish_at(url, point)
+    finally:
+        store.get_engine.cache_clear()
+        drop_pg_database(url)
+    snaps, after = out["snapshots"], out["after_kill"]
+    switched = point in ("detach", "drop")  # the pointer moved before the kill
+    assert after["snapshot"] == [snaps["killed"] if switched else snaps["kept"]], out
+    assert after["answered"] == after["asked"] and after["scores"] == ([0.9] if switched else [0.2]), out
+    # A snapshot without its rows in place is never switched to: the killed write before the switch, the
+    # one being removed after it.
+    assert after["serve_refused"].get(snaps["old"] if switched else snaps["killed"], True) is True, out
+    final = out["after_next_publish"]
+    assert final["snapshot"] == [snaps["next"]] and final["answered"] == final["asked"] and final["scores"] == [0.5]
+    assert out["leftovers"] == {"orphan_tables": [], "unattached": [], "pending_detach": [], "unfinished": []}, out
+    assert len(out["kept_after_next_publish"]) == 2, out
