@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     drift_cooldown_days: int = Field(7, ge=0)  # data days after a drift retrain with no other
     label_delay_days: int = Field(1, ge=0)  # labels of day D are judged by the drift run of D + this
 
+    # Both services' reads of the prediction store: each is answered or fails (503) within this many seconds.
+    store_timeout_s: float = Field(5.0, gt=0, le=300)
+
     # The lookup API.
     lookup_api_key: SecretStr | None = None  # set it to require the X-API-Key header (all but /healthz)
     lookup_max_keys: int = Field(1000, ge=1)  # most keys one batch lookup may ask for

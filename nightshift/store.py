@@ -35,8 +35,21 @@ class StoreNotReady(RuntimeError):
     """The store's tables do not exist yet: `nightshift init` has not run against this URL."""
 
 
+# Server settings of the jobs' PostgreSQL sessions (a store URL's own `options` query parameter comes
+# after them, so it can change them): a statement waits at most a minute for a lock (a publish blocked by
+# another session's lock fails naming it instead of hanging, and nothing waits behind it for long), and a
+# session whose client died (a killed publisher) is ended within seconds instead of keeping its locks.
+PG_SESSION_OPTIONS = "-c lock_timeout=60s -c client_connection_check_interval=2s"
+
+
 def _new_engine(url: str) -> Engine:
-    engine = create_engine(url, pool_pre_ping=True)
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    connect_args = {}
+    if u.get_backend_name() == "postgresql":
+        connect_args["options"] = f"{PG_SESSION_OPTIONS} {u.query.get('options', '')}".strip()
+    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from nightshift import predstore
+from serving.metrics import Dependency
 
 
 class StoreUnavailable(RuntimeError):
@@ -35,8 +36,11 @@ class StoreReader:
     dataset of the store.
     """
 
-    def __init__(self, url: str, dataset: str, *, pool_size: int = 8, max_inflight: int = 2) -> None:
+    def __init__(self, url: str, dataset: str, *, pool_size: int = 8, max_inflight: int = 2, timeout_s: float = 5.0,
+                 name: str = "nightshift-lookup") -> None:
         self.url, self.dataset, self.pool_size, self.max_inflight = url, dataset, pool_size, max_inflight
+        self.timeout_s, self.name = timeout_s, name
+        self.health = Dependency("store")
         backend = make_url(url).get_backend_name()
         if backend not in ("postgresql", "sqlite"):
             raise ValueError(f"the lookup API reads PostgreSQL or SQLite stores, not {backend} ({url!r})")
@@ -44,6 +48,7 @@ class StoreReader:
         self._pool: Any = None
         self._engine: Any = None
         self._errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError)
+        self._lost: tuple[type[BaseException], ...] = (ConnectionError,)  # the connection died: try a fresh one
         self._snapshots: dict[int, dict[str, Any]] = {}  # a published snapshot never changes
         self._pending: dict[str, list[tuple[str, asyncio.Future[Any]]]] = {}  # by dataset
         self._flushing: set[asyncio.Task[None]] = set()
@@ -56,15 +61,20 @@ class StoreReader:
             import asyncpg
 
             u = make_url(self.url)
-            self._errors += (asyncpg.PostgresError, asyncpg.InterfaceError)
+            # InternalClientError: a backend terminated mid-protocol ("cannot switch to state 12").
+            self._errors += (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+            self._lost += (asyncpg.InterfaceError, asyncpg.InternalClientError, asyncpg.AdminShutdownError,
+                           asyncpg.PostgresConnectionError)
             # min_size 0: no connection at start-up, so the API starts (and /readyz says why it is not
             # ready) while the store is down; connections are made on first use and then kept.
             self._pool = await asyncpg.create_pool(
                 host=u.host, port=u.port or 5432, user=u.username, password=u.password, database=u.database,
-                min_size=0, max_size=self.pool_size, reset=_keep_session, timeout=10,
+                min_size=0, max_size=self.pool_size, reset=_keep_session, timeout=self.timeout_s,
                 # A custom plan per execution (PostgreSQL's default for the first runs, and for good when
                 # the custom plans look cheaper) replans the partitioned read each time: 3x the CPU.
-                server_settings={"plan_cache_mode": "force_generic_plan",
+                server_settings={"plan_cache_mode": "force_generic_plan", "application_name": self.name,
+                                 # A stalled store (a lock held, a frozen disk) answers 503 in bounded time.
+                                 "statement_timeout": str(int(self.timeout_s * 1000)),
                                  # One snapshot for planning and running each statement: under READ
                                  # COMMITTED a plan made just before a publish attached its partition
                                  # could run against the new served pointer and find nothing.
@@ -88,15 +98,40 @@ class StoreReader:
             await self._engine.dispose()
 
     async def _fetch(self, name: str, params: dict[str, Any]) -> list[Any]:
-        """Rows (mappings by column name) of one of the reader's statements; StoreUnavailable on store errors."""
-        try:
-            if self._pool is not None:
-                sql, order = self._sql[name]
-                return await self._pool.fetch(sql, *[params[k] for k in order])  # type: ignore[no-any-return]
-            async with self._engine.connect() as conn:
-                return [dict(r._mapping) for r in await conn.execute(self._queries[name], params)]
-        except self._errors as exc:
-            raise StoreUnavailable(f"{type(exc).__name__}: {exc}".strip().rstrip(":")) from exc
+        """Rows (mappings by column name) of one of the reader's statements; StoreUnavailable on store errors.
+
+        Each try is bounded by `timeout_s` (waiting for a connection included); a read whose connection
+        died (a terminated backend, a restarted server) is tried once more on a fresh connection.
+        """
+        for attempt in (1, 2):
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    rows = await self._run(name, params)
+                self.health.ok()
+                return rows
+            except TimeoutError as exc:
+                error: BaseException = exc
+                break
+            except self._lost as exc:
+                error = exc
+                if attempt == 1:
+                    if self._pool is not None:  # its other connections are likely cut too: new ones next
+                        await self._pool.expire_connections()
+                    continue
+            except self._errors as exc:
+                error = exc
+                break
+        message = f"{type(error).__name__}: {error}".strip().rstrip(":")
+        self.health.failed(message)
+        raise StoreUnavailable(message) from error
+
+    async def _run(self, name: str, params: dict[str, Any]) -> list[Any]:
+        if self._pool is not None:
+            sql, order = self._sql[name]
+            async with self._pool.acquire() as conn:
+                return await conn.fetch(sql, *[params[k] for k in order])  # type: ignore[no-any-return]
+        async with self._engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(self._queries[name], params)]
 
     async def lookup(self, keys: Sequence[str], dataset: str | None = None) -> list[Any]:
         """Rows (snapshot_id, entity_key, score, label) of `keys` in the served snapshot; absent keys left out."""

@@ -206,8 +206,7 @@ async def readyz(state: State) -> JSONResponse:
     """200 when the store answers and a snapshot is published; 503 saying which is missing."""
     try:
         snap = await state.reader.current()
-    except StoreUnavailable as exc:  # the why goes to the log, not to whoever asks
-        log.warning("readyz: the prediction store did not answer: %s", exc)
+    except StoreUnavailable:  # the why goes to the log (once per outage), not to whoever asks
         return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503)
     if snap is None:
         return JSONResponse({"status": "unavailable", "store": "ok", "snapshot": "none published yet"}, 503)
@@ -216,5 +215,6 @@ async def readyz(state: State) -> JSONResponse:
 
 async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """503 with a JSON body when the store cannot answer (instead of a bare 500)."""
+    # The error itself is logged once per outage (StoreReader.health), not told to whoever asks.
     return JSONResponse({"detail": {"error": "store_unavailable", "dataset": request.app.state.lookup.dataset,
-                                    "message": f"the prediction store did not answer: {exc}"}}, 503)
+                                    "message": "the prediction store did not answer; try again"}}, 503)

@@ -36,7 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store.get_engine(settings.store_uri).dispose()  # the API reads through its own async pool
         except Exception as exc:  # noqa: BLE001  (the API still starts; /readyz says the store is down)
             log.warning("prediction store %s not ready at start-up: %s", safe_url(settings.store_uri), exc)
-        reader = StoreReader(settings.store_uri, settings.dataset)
+        reader = StoreReader(settings.store_uri, settings.dataset, timeout_s=settings.store_timeout_s)
+        metrics.watch(reader.health)
         await reader.open()
         known = frozenset(available_specs(settings.spec_dir)) | {settings.dataset}
         app.state.lookup = routes.LookupState(settings, reader, known)
@@ -46,10 +47,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await reader.close()
 
+    metrics = ServiceMetrics("nightshift_lookup")
     app = service_app(title="Nightshift prediction lookup", lifespan=lifespan,
                       description=f"Precomputed predictions of each dataset's served snapshot, by entity key: "
                                   f"/v1/datasets/{{dataset}}/... (/v1/... for {settings.dataset}).",
-                      metrics=ServiceMetrics("nightshift_lookup"), routers=[routes.v1, routes.health],
+                      metrics=metrics, routers=[routes.v1, routes.health],
                       api_key=settings.lookup_api_key)
     app.add_exception_handler(StoreUnavailable, routes.store_unavailable)
     return app

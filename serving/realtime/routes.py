@@ -181,8 +181,8 @@ async def fallback(state: RealtimeState, rows: list[dict[str, Any]], many: bool,
     if all(keys) and state.reader is not None:
         try:
             found = {r["entity_key"]: r for r in await state.reader.lookup(keys)}
-        except StoreUnavailable as exc:
-            why += f"; the prediction store did not answer either: {str(exc).splitlines()[0]}"
+        except StoreUnavailable:  # logged once per outage by the reader
+            why += "; the prediction store did not answer either"
     missing = [k for k in keys if k not in found] if all(keys) else None
     if missing is None or missing:
         state.stats.fallbacks["unavailable"] += 1

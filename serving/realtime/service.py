@@ -58,7 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.log_writer = PredictionLogWriter(settings.store_uri, state.spec.name,
                                                    max_rows=settings.realtime_log_queue)
             await state.log_writer.start()
-        state.reader = StoreReader(settings.store_uri, state.spec.name)
+        state.reader = StoreReader(settings.store_uri, state.spec.name, timeout_s=settings.store_timeout_s,
+                                   name="nightshift-realtime")
+        metrics.watch(state.reader.health)
         await state.reader.open()
         runner = state.runner = InferenceRunner(manager, state.stats, shadow=settings.realtime_shadow,
                                                 log_writer=state.log_writer, key_field=state.key_field,

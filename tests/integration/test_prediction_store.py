@@ -318,3 +318,38 @@ def test_publish_killed_at_each_step_keeps_every_key_answered_and_next_publish_c
     assert final["snapshot"] == [snaps["next"]] and final["answered"] == final["asked"] and final["scores"] == [0.5]
     assert out["leftovers"] == {"orphan_tables": [], "unattached": [], "pending_detach": [], "unfinished": []}, out
     assert len(out["kept_after_next_publish"]) == 2, out
+
+
+@pytest.mark.postgres
+def test_a_publish_blocked_by_a_held_lock_fails_naming_it_and_serves_on() -> None:
+    """A session that keeps a lock the publish needs (the orphaned backend of a killed publisher, a
+    migration left open) makes the publish fail after the lock timeout, naming it, instead of hanging."""
+    from sqlalchemy import text
+
+    url = create_pg_database("ns_locked")
+    try:
+        store.init_store(url)
+        engine = store.get_engine(url)
+        with engine.connect() as conn:  # every job's session, unless its store URL says otherwise
+            assert conn.execute(text("SHOW lock_timeout")).scalar() == "1min"
+            assert conn.execute(text("SHOW client_connection_check_interval")).scalar() == "2s"
+        first = run_worker(url, "run-1", 0.1)
+        holder = engine.connect()
+        holder.begin()
+        holder.execute(text("LOCK TABLE predictions IN SHARE UPDATE EXCLUSIVE MODE"))  # readers go on
+        try:  # the store URL's own options come after Nightshift's: a 1 s lock timeout for this publisher
+            proc = subprocess.run([sys.executable, str(crash.WORKER), url + "?options=-c%20lock_timeout%3D1s",
+                                   "run-2", "1000", "0.9"], capture_output=True, text=True, timeout=120,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
+            assert proc.returncode != 0 and "lock timeout" in proc.stderr, proc.stderr[-2000:]
+            assert served_state(engine)[:4] == (first, ROWS, ROWS, {0.1})
+        finally:
+            holder.rollback()
+            holder.close()
+        assert served_state(engine)[:4][0] == first
+        third = run_worker(url, "run-3", 0.5)  # lock gone: the next publish clears the failed one and serves
+        assert served_state(engine)[:4] == (third, ROWS, ROWS, {0.5})
+        assert [s["status"] for s in predstore.list_snapshots(engine, dataset="d")] == ["complete", "complete"]
+    finally:
+        store.get_engine.cache_clear()
+        drop_pg_database(url)
