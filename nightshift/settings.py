@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     store_url: str | None = None
     mlflow_tracking_uri: str | None = None
     mlflow_artifact_root: str | None = None
+    # Calls to an MLflow tracking server over HTTP: each try's timeout and the retries after it (MLflow's own
+    # defaults, 120 s and 7 retries with backoff, held a call for minutes during an outage). The
+    # MLFLOW_HTTP_REQUEST_* variables, when set, win.
+    registry_timeout_s: float = Field(10.0, gt=0)
+    registry_retries: int = Field(2, ge=0, le=10)
     registry_prefix: str = "nightshift-"
     spec_dir: Path | None = None  # extra dataset specs (*.yaml) beside the packaged ones
 

@@ -13,12 +13,30 @@ from nightshift import store
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 
 
+# What the registry answers when an alias is not set or the model does not exist (REST and SQL stores).
+NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
+
+
+class RegistryUnavailable(RuntimeError):
+    """The model registry did not answer (down, unreachable, erroring): not the same as an unset alias."""
+
+
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
-    """The version an alias points to, or None when it is not set (or the model does not exist)."""
+    """The version an alias points to, or None when it is not set (or the model does not exist).
+
+    Any other failure (the registry down or erroring) raises RegistryUnavailable: read as "no alias", an
+    outage would unload a challenger or fail a rollback with the wrong reason.
+    """
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in NOT_FOUND:
+            return None
+        raise RegistryUnavailable(f"the model registry did not answer for {name}@{alias}: "
+                                  f"{str(exc).splitlines()[0][:300]}") from exc
+    except Exception as exc:  # noqa: BLE001  (a SQL store's driver error, a connection error)
+        raise RegistryUnavailable(f"the model registry did not answer for {name}@{alias}: "
+                                  f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
 
 
 def ensure_model(client: MlflowClient, name: str, description: str = "") -> None:

@@ -69,3 +69,23 @@ def local_bundle(home: Path, name: str, version: str) -> Path:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return target / "bundle"
+
+
+def remember_served(home: Path, name: str, alias: str, version: str) -> None:
+    """Note on disk which version serves as `alias` (its bundle is in `local_bundle`'s cache): what a
+    server started while the registry is down falls back to."""
+    path = home / "models" / name / f"{alias}.served"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}-{uuid.uuid4().hex}")
+    tmp.write_text(f"{version}\n")
+    os.replace(tmp, path)  # a reader sees the old note or the new one
+
+
+def last_served(home: Path, name: str, alias: str) -> tuple[str, Path] | None:
+    """(version, bundle) of the version last noted serving as `alias`, when its bundle is on disk."""
+    path = home / "models" / name / f"{alias}.served"
+    if not path.exists():
+        return None
+    version = path.read_text().strip()
+    bundle = home / "models" / name / f"v{version}" / "bundle"
+    return (version, bundle) if version and bundle.exists() else None

@@ -68,6 +68,10 @@ def init_tracking(settings: Settings, datasets: list[str]) -> None:
 def connect(settings: Settings) -> MlflowClient:
     """Point MLflow at the configured store (it must exist: see init_tracking) and return a client."""
     _quiet_env()
+    # Bounded calls to a tracking server: a few seconds to fail during an outage, not minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(settings.registry_timeout_s))))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.registry_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     uri = settings.tracking_uri
     if _is_db(uri):
         _check_ready(uri)

@@ -24,6 +24,7 @@ import numpy as np
 
 from nightshift.settings import Settings
 from nightshift.spec import DatasetSpec
+from serving.metrics import Dependency
 from serving.realtime.model_process import ModelProcess
 from serving.realtime.scorer import load_scorer
 
@@ -113,6 +114,7 @@ class ModelManager:
         self.failed: dict[str, str] = {}  # alias -> version that failed to load (not retried until it moves)
         self.last_error: dict[str, str] = {}
         self.on_event = on_event  # (event, alias): "swap", "load_failure"
+        self.registry = Dependency("registry")  # up/down, logged once per transition, in /metrics and /readyz
         self._client: Any = None
         self._retiring: set[asyncio.Task[None]] = set()
         self.roles = [CHAMPION] + ([CHALLENGER] if settings.realtime_shadow or settings.realtime_canary_percent
@@ -163,7 +165,14 @@ class ModelManager:
                     self._start, bundle_dir, name=f"{self.name} (bundle {bundle_dir.name})", version="local",
                     alias=CHAMPION))
             return
-        wanted = await asyncio.to_thread(self.alias_versions)
+        try:
+            wanted = await asyncio.to_thread(self.alias_versions)
+        except Exception as exc:  # noqa: BLE001  (an outage: every loaded model keeps serving as it is)
+            self.registry.failed(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            if self.champion is None:
+                await self._from_disk()
+            return
+        self.registry.ok()
         for alias, version in wanted.items():
             current = self.models[alias]
             if version is None:
@@ -177,6 +186,22 @@ class ModelManager:
             elif (current is not None and current.version == version) or self.failed.get(alias) == version:
                 continue
             await self._swap(alias, version, functools.partial(self.load_version, alias, version))
+
+    async def _from_disk(self) -> None:
+        """No champion and no registry (a start during an outage): serve the last champion this home served,
+        from its bundle on disk, until the registry answers again."""
+        from registry.packaging import last_served
+
+        found = last_served(self.settings.home, self.name, CHAMPION)
+        if found is None:
+            log.error("the registry is down and no champion of %s was served from this home before: "
+                      "no model until the registry answers", self.name)
+            return
+        version, bundle = found
+        log.warning("the registry is down: serving %s v%s, the last champion served here, from %s",
+                    self.name, version, bundle)
+        await self._swap(CHAMPION, version, functools.partial(self._start, bundle, name=self.name,
+                                                              version=version, alias=CHAMPION))
 
     async def _swap(self, alias: str, version: str, load: Callable[[], ServingModel]) -> None:
         old = self.models[alias]
@@ -195,6 +220,10 @@ class ModelManager:
             self._retire(old)
         self.failed.pop(alias, None)
         self.last_error.pop(alias, None)
+        if alias == CHAMPION and version != "local":
+            from registry.packaging import remember_served
+
+            remember_served(self.settings.home, self.name, alias, version)
         log.info("%s is now %s v%s on %s/%s (was %s; loaded and warmed in %.2fs)", alias, self.name, version,
                  model.device, model.precision, f"v{old.version}" if old else "none", time.perf_counter() - started)
         self.on_event("swap", alias)
@@ -228,6 +257,6 @@ class ModelManager:
         while True:
             await asyncio.sleep(self.settings.realtime_poll_seconds)
             try:
-                await self.refresh()
-            except Exception as exc:  # noqa: BLE001  (a registry outage must not stop serving)
-                log.warning("registry poll failed (the loaded models keep serving): %s", exc)
+                await self.refresh()  # a registry outage is counted and logged there, once per transition
+            except Exception as exc:  # noqa: BLE001  (nothing may stop the poll)
+                log.warning("model refresh failed (the loaded models keep serving): %s", exc)

@@ -234,6 +234,9 @@ async def readyz(state: State) -> JSONResponse:
     if model is None:  # the error itself is in the log and in /v1/models, not told to whoever asks
         why = (f"no champion of {manager.name} loaded: its last load failed (see /v1/models and the server log)"
                if manager.last_error.get(CHAMPION) else f"no champion of {manager.name} loaded yet")
-        return JSONResponse({"status": "unavailable", "model": None, "reason": why}, 503)
+        return JSONResponse({"status": "unavailable", "model": None, "reason": why,
+                             "registry": manager.registry.state}, 503)
+    # Ready while the registry is down: the loaded champion serves on (the registry's state says so).
     return JSONResponse({"status": "ok", "model": model.ref, "device": model.device, "precision": model.precision,
-                         "challenger": manager.challenger.ref if manager.challenger else None})
+                         "challenger": manager.challenger.ref if manager.challenger else None,
+                         "registry": manager.registry.state})

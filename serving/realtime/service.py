@@ -50,10 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         safe_url(settings.store_uri), exc)
 
         manager = state.manager = ModelManager(settings, state.spec, on_event=state.stats.event)
-        try:
+        metrics.watch(manager.registry)
+        try:  # a registry outage falls back to the last champion's bundle on disk (ModelManager.refresh)
             await manager.refresh()
         except Exception as exc:  # noqa: BLE001  (start anyway: /readyz says why, the poll retries)
-            log.error("no model at start-up (the registry did not answer): %s", exc)
+            log.error("no model at start-up: %s", exc)
         if settings.realtime_log_predictions:
             state.log_writer = PredictionLogWriter(settings.store_uri, state.spec.name,
                                                    max_rows=settings.realtime_log_queue)
