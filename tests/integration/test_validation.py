@@ -3,6 +3,7 @@ with a message naming the column and the problem; a clean day passes and keeps i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -58,12 +59,57 @@ def test_the_catalogue_holds_at_least_20_distinct_cases() -> None:
     assert len(CASES) >= 20 and len({c.name for c in CASES}) == len(CASES)
 
 
+def _text(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def _sections(page: str) -> dict[str, list[str]]:
+    """A Data Docs validation page's sections (by heading: Overview, then one per column) -> the text of each
+    row marked failed (GX's red cross)."""
+    out = {}
+    for section in page.split('class="ge-section')[1:]:
+        heading = re.search(r"<h5[^>]*>\s*(.*?)\s*</h5>", section, re.S)
+        rows = section.split("<tr")[1:]
+        out[heading.group(1) if heading else ""] = [_text("<tr" + row) for row in rows if "fa-times" in row]
+    return out
+
+
+def _validation_page(index: Path) -> str:
+    """The one validation result page under the Data Docs of `index`, checked to be tiny's run of DAY."""
+    pages = list(index.parent.glob("validations/*/*/*/*.html"))
+    assert len(pages) == 1, pages  # this validation's docs only, not a shared site's history
+    assert pages[0].relative_to(index.parent).parts[1:3] == ("tiny_suite", f"tiny-{DAY}")
+    return pages[0].read_text()
+
+
 def test_clean_partition_passes_and_keeps_data_docs(ingested: Settings) -> None:
     out = validate(Pipeline(ingested), DAY, log=lambda *_: None)
     assert out["passed"] and out["summary"].startswith("passed:")
-    assert out["docs"].endswith("index.html")
-    html = open(out["docs"]).read()
-    assert "tiny_suite" in html or "Data Docs" in html
+    index = Path(out["docs"])
+    assert index.name == "index.html" and index.is_relative_to(ingested.home / "gx" / "tiny" / DAY.isoformat())
+    html = index.read_text()
+    assert "'_expectation_suite_name_sort': 'tiny_suite'" in html and f"'run_name': 'tiny-{DAY}'" in html
+    assert "'_validation_success_text': 'Success'" in html
+    page = _validation_page(index)
+    assert "Run Name" in page and f"tiny-{DAY}" in page and "Status: Succeeded" in _text(page)
+    assert not any(_sections(page).values())  # no expectation marked failed
+
+
+def test_failed_partition_data_docs_show_the_failed_expectation(ingested: Settings) -> None:
+    good = offline.read_partition(ingested.offline_dir, "tiny", DAY)
+    offline.write_partition(ingested.offline_dir, "tiny", DAY, good.assign(x2=42.0))
+    with pytest.raises(ValidationFailed) as err:
+        validate(Pipeline(ingested), DAY, log=lambda *_: None)
+    index = Path(str(err.value).rsplit("Data Docs: ", 1)[1].strip())
+    html = index.read_text()
+    assert f"'run_name': 'tiny-{DAY}'" in html and "'_validation_success_text': 'Failed'" in html
+    page = _validation_page(index)
+    assert "Status: Failed" in _text(page)
+    failed = {heading: rows for heading, rows in _sections(page).items() if rows}
+    # in x2's section, and nowhere else, the one failed expectation: its rule and the observed 1
+    assert set(failed) == {"x2"}, failed
+    assert len(failed["x2"]) == 1 and "not one value all day" in failed["x2"][0], failed
+    assert failed["x2"][0].split()[-1] == "1", failed
 
 
 def test_event_times_from_csv_text_are_stored_as_timestamps_and_utc_ones_pass(
