@@ -48,6 +48,13 @@ def load_source(spec: DatasetSpec, cache_dir: Path | None = None) -> pd.DataFram
         raise ValueError(f"source of {spec.name} lacks columns {missing}")
     frame = frame[spec.stored_columns].copy()
     frame[spec.date_column] = pd.to_datetime(frame[spec.date_column]).dt.strftime("%Y-%m-%d")
+    if spec.event_timestamp and not pd.api.types.is_datetime64_any_dtype(frame[spec.event_timestamp]):
+        # A CSV holds times as text; stored as text they would read as strings (validation refuses them).
+        try:
+            frame[spec.event_timestamp] = pd.to_datetime(frame[spec.event_timestamp], format="ISO8601")
+        except ValueError as exc:
+            raise ValueError(f"the event_timestamp column {spec.event_timestamp!r} of {spec.name} is not ISO 8601 "
+                             f"timestamps (YYYY-MM-DD HH:MM:SS, optionally with a UTC offset): {exc}") from exc
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{uuid.uuid4().hex}.tmp")

@@ -40,6 +40,10 @@ class Feature(BaseModel):
     derived: bool = Field(False, description="Produced by the spec's derive hook, not present in raw rows.")
     monitor: bool = Field(True, description="Watched for drift. `false` for a feature one day's rows cannot judge "
                                             "(the weekday is constant within a day, so every day would drift).")
+    constant_ok: bool = Field(False, description="May hold a single value all day (the weekday of a day's rows, "
+                                                 "no rain anywhere on a dry day). Otherwise a day on which the "
+                                                 "feature has one value (one category) fails validation: a stuck "
+                                                 "feed or a filled-in default, not data.")
 
     @model_validator(mode="after")
     def _kind_fits(self) -> Feature:
@@ -184,7 +188,11 @@ class DatasetSpec(BaseModel):
     date_column: str = Field(description="Column holding each row's data date (a date, a timestamp or "
                                          "`YYYY-MM-DD` text): one offline-store partition per date.")
     event_timestamp: str | None = Field(None, description="Optional column with each row's event time, kept in "
-                                                          "the offline store.")
+                                                          "the offline store; ingest parses text into timestamps. "
+                                                          "Validation wants a timestamp type, without a time zone "
+                                                          "(the clock of `date_column`) or in UTC, on the "
+                                                          "partition's day in that clock, at most "
+                                                          "`expectations.max_null_share` nulls.")
     target: Target = Field(description="The label.")
     features: list[Feature] = Field(min_length=1, description="The model's inputs, in order.")
     derive: Derive | None = Field(None, description="Derived features (`derived: true` features need it).")
