@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
@@ -14,43 +12,9 @@ from nightshift import predstore, store
 from nightshift.settings import Settings, get_settings
 from serving.lookup import create_app
 from serving.store_reader import StoreReader
-from tests.conftest import create_pg_database, drop_pg_database
+from tests.integration.conftest import KEYS, publish, scores
 
-KEYS = [f"EV{i:04d}-EWR-20130701-0600" for i in range(50)]
 API_KEY = "k3y-for-tests-0123456789"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def lookup_settings(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                    ) -> Iterator[Settings]:
-    monkeypatch.setenv("NIGHTSHIFT_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("NIGHTSHIFT_DATASET", "flights")
-    monkeypatch.delenv("NIGHTSHIFT_LOOKUP_API_KEY", raising=False)
-    url = None
-    if request.param == "postgres":
-        url = create_pg_database("ns_lookup")
-        monkeypatch.setenv("NIGHTSHIFT_STORE_URL", url)
-    get_settings.cache_clear()
-    store.init_store(get_settings().store_uri)
-    yield get_settings()
-    get_settings.cache_clear()
-    store.get_engine.cache_clear()
-    if url:
-        drop_pg_database(url)
-
-
-def publish(s: Settings, run_id: str, version: str, scores: list[float]) -> int:
-    engine = store.get_engine(s.store_uri)
-    sid = predstore.begin_snapshot(engine, dataset="flights", run_id=run_id, model_name="nightshift-flights",
-                                   model_version=version, model_run_id="abc", data_start=None, data_end=None)
-    predstore.write_rows(engine, sid, [pa.record_batch({
-        "entity_key": KEYS, "score": pa.array(scores, pa.float32()), "label": [x >= 0.5 for x in scores]})])
-    predstore.publish(engine, sid, actor="test", reason=run_id, retention=5)
-    return sid
-
-
-def scores(base: float) -> list[float]:
-    return [round(base + i / 1000, 3) for i in range(len(KEYS))]
 
 
 def test_before_any_snapshot_lookups_say_so_and_readyz_is_503(lookup_settings: Settings) -> None:
