@@ -34,8 +34,9 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -70,6 +71,25 @@ async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
                "msg": str(e.get("msg")),
                "input": _echo(e.get("input"))} for e in errors]
     return JSONResponse({"detail": detail}, 422)
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong, as a stable code, and what to do about it; some errors add fields of their own."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str
+    message: str
+
+
+class ErrorAnswer(BaseModel):
+    """The body of each refusal but a 422 (whose body lists the bad fields)."""
+
+    detail: ErrorDetail
+
+
+def error_response(description: str) -> dict[str, Any]:
+    """An OpenAPI `responses=` entry whose body is an ErrorAnswer."""
+    return {"model": ErrorAnswer, "description": description}
 
 
 def key_matches(expected: SecretStr | None, given: str | None) -> bool:
@@ -109,8 +129,15 @@ def service_app(*, title: str, description: str, lifespan: Callable[[FastAPI], A
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
+    # With a key, every documented route can answer 401, and says so (the liveness probe stays open).
+    unauthorized: dict[int | str, dict[str, Any]] | None = \
+        {401: error_response("Missing or wrong X-API-Key header")} if api_key is not None else None
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, responses=unauthorized)
+    for route in app.router.routes:
+        if unauthorized and isinstance(route, APIRoute) and route.path in ApiKeyMiddleware.OPEN:
+            route.responses.pop(401)
+            route.response_fields.pop(401)
     return app
 
 

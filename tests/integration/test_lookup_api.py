@@ -113,6 +113,10 @@ def test_api_key_when_set(lookup_settings: Settings, monkeypatch: pytest.MonkeyP
         for path in ("/readyz", "/metrics", "/docs", "/redoc", "/openapi.json"):
             assert client.get(path).status_code == 401, path
             assert client.get(path, headers={"X-API-Key": API_KEY}).status_code == 200, path
+        documented = client.get("/openapi.json", headers={"X-API-Key": API_KEY}).json()["paths"]
+        assert "401" in documented["/v1/predictions/{entity_key}"]["get"]["responses"]
+        assert "401" in documented["/readyz"]["get"]["responses"]
+        assert "401" not in documented["/healthz"]["get"]["responses"]
 
 
 def test_store_down_api_starts_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
