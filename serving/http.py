@@ -87,6 +87,9 @@ class ErrorAnswer(BaseModel):
     detail: ErrorDetail
 
 
+Responses = dict[int | str, dict[str, Any]]  # a route's `responses=`
+
+
 def error_response(description: str) -> dict[str, Any]:
     """An OpenAPI `responses=` entry whose body is an ErrorAnswer."""
     return {"model": ErrorAnswer, "description": description}
@@ -130,7 +133,7 @@ def service_app(*, title: str, description: str, lifespan: Callable[[FastAPI], A
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
     # With a key, every documented route can answer 401, and says so (the liveness probe stays open).
-    unauthorized: dict[int | str, dict[str, Any]] | None = \
+    unauthorized: Responses | None = \
         {401: error_response("Missing or wrong X-API-Key header")} if api_key is not None else None
     for router in routers:
         app.include_router(router, responses=unauthorized)

@@ -26,6 +26,9 @@ def test_before_any_snapshot_lookups_say_so_and_readyz_is_503(lookup_settings: S
                        client.post("/v1/predictions/batch", json={"keys": KEYS[:2]})):
             assert answer.status_code == 503
             assert answer.json()["detail"]["error"] == "no_snapshot"
+        documented = client.get("/openapi.json").json()["paths"]  # and every /v1 route says it may answer 503
+        assert all("503" in op["responses"] for path, item in documented.items() if path.startswith("/v1/")
+                   for op in item.values())
 
 
 def test_found_batch_404_and_422(lookup_settings: Settings) -> None:
