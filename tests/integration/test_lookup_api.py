@@ -65,6 +65,10 @@ def test_found_batch_404_and_422(lookup_settings: Settings) -> None:
         assert client.post("/v1/predictions/batch", json={"keys": [""]}).status_code == 422
         assert client.post("/v1/predictions/batch", content=b"not json",
                            headers={"content-type": "application/json"}).status_code == 422
+        # Bytes that are not even UTF-8: the same 422 (FastAPI alone answers an undocumented 400).
+        undecodable = client.post("/v1/predictions/batch", content=b'{"keys": ["\xff\xfe"]}',
+                                  headers={"content-type": "application/json"})
+        assert undecodable.status_code == 422 and undecodable.json()["detail"][0]["type"] == "json_invalid"
         too_long = client.get("/v1/predictions/" + "x" * 201)
         assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == ["path", "entity_key"]
         # Served by a plain Starlette route (serving/http.py), still documented with its parameter.
@@ -80,7 +84,7 @@ def test_found_batch_404_and_422(lookup_settings: Settings) -> None:
         assert f'nightshift_lookup_request_seconds_bucket{{le="0.005",method="GET",{route}}}' in metrics
         assert 'nightshift_lookup_requests_total{method="GET",route="/v1/predictions/{entity_key}",status="404"} 1.0' \
             in metrics
-        assert 'route="/v1/predictions/batch",status="422"} 5.0' in metrics
+        assert 'route="/v1/predictions/batch",status="422"} 6.0' in metrics
         assert 'nightshift_lookup_request_seconds_count{method="GET",route="/v1/predictions/{entity_key}"} 5.0' \
             in metrics
 
