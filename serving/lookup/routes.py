@@ -154,9 +154,10 @@ async def dataset_batch(dataset: DatasetName, body: BatchRequest, state: State) 
 async def batch_answer(state: LookupState, body: BatchRequest, dataset: str) -> BatchAnswer:
     """The batch answer for `dataset`: one snapshot's rows, and the keys it lacks."""
     most = state.settings.lookup_max_keys
-    if len(body.keys) > most:
-        raise HTTPException(422, {"error": "too_many_keys", "max": most,
-                                  "message": f"{len(body.keys)} keys asked; at most {most} per call"})
+    if len(body.keys) > most:  # a 422 like every other bad input's, as the OpenAPI document declares it
+        raise RequestValidationError([{"type": "too_long", "loc": ("body", "keys"), "input": body.keys,
+                                       "msg": f"{len(body.keys)} keys asked; at most {most} per call "
+                                              "(NIGHTSHIFT_LOOKUP_MAX_KEYS)"}])
     wanted = list(dict.fromkeys(body.keys))
     rows = await state.reader.lookup(wanted, dataset)
     snap = await state.reader.snapshot(rows[0]["snapshot_id"]) if rows else await state.reader.current(dataset)

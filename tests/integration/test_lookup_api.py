@@ -59,7 +59,8 @@ def test_found_batch_404_and_422(lookup_settings: Settings) -> None:
             "message": f"no prediction for 'UA0001-JFK-20130101-0000' in flights snapshot {sid}"}
 
         too_many = client.post("/v1/predictions/batch", json={"keys": [f"k{i}" for i in range(1001)]})
-        assert too_many.status_code == 422 and too_many.json()["detail"]["error"] == "too_many_keys"
+        assert too_many.status_code == 422 and too_many.json()["detail"][0]["type"] == "too_long"
+        assert too_many.json()["detail"][0]["loc"] == ["body", "keys"] and "at most 1000" in too_many.text
         assert client.post("/v1/predictions/batch", json={"keys": []}).status_code == 422
         assert client.post("/v1/predictions/batch", json={"key": KEYS[0]}).status_code == 422
         assert client.post("/v1/predictions/batch", json={"keys": [""]}).status_code == 422
