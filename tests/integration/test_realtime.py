@@ -123,6 +123,8 @@ def test_answers_match_the_registered_model_and_concurrent_callers_get_their_own
     ({"segment": "a", "region": "north", "x1": 1.0}, "x2"),  # missing field
     ({"segment": "z", "region": "north", "x1": 1.0, "x2": 3.0}, "segment"),  # not an allowed category
     ({"segment": "a", "region": "north", "x1": "high", "x2": 3.0}, "x1"),  # wrong type
+    ({"segment": "a", "region": "north", "x1": True, "x2": 3.0}, "x1"),  # a boolean is not a number
+    ({"segment": "a", "region": "north", "x1": "1.5", "x2": 3.0}, "x1"),  # nor is a numeric string
     ({"segment": "a", "region": "north", "x1": 1.0, "x2": 3.0, "x3": 1}, "x3"),  # unknown field
     ({"rows": []}, "rows"),  # empty list
     ({"rows": [{"segment": "a", "region": "north", "x1": 1.0, "x2": 3.0}, {"segment": "a"}]}, "region"),
