@@ -147,6 +147,8 @@ def test_openapi_documents_both_request_forms_with_resolvable_references(realtim
             single, many = body["oneOf"]
             assert set(single["required"]) == {"segment", "region", "x1", "x2"}
             assert many["properties"]["rows"]["items"] == single
+            assert {"200", "413", "422", "503"} <= set(doc["paths"]["/v1/predict"]["post"]["responses"])
+            assert "503" in doc["paths"]["/readyz"]["get"]["responses"]
             text = json.dumps(doc)
             for ref in {part.split('"')[0] for part in text.split('"$ref": "')[1:]}:
                 assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in doc["components"]["schemas"]
