@@ -69,9 +69,10 @@ def quiet(*_: object) -> None:
     pass
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def realtime_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A tiny home: 90 days ingested, v1 champion, v2 challenger (trained on a later date)."""
+    """A tiny home: 90 days ingested, v1 champion, v2 challenger (trained on a later date); made once per
+    worker, never changed (each test gets a copy: `realtime_home`)."""
     home = tmp_path_factory.mktemp("realtime") / "home"
     saved = dict(os.environ)
     os.environ.update(tiny_env(home))
