@@ -32,10 +32,13 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -70,6 +73,43 @@ async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
                "msg": str(e.get("msg")),
                "input": _echo(e.get("input"))} for e in errors]
     return JSONResponse({"detail": detail}, 422)
+
+
+# FastAPI's answer to a JSON body it could not even decode (invalid UTF-8, nesting deeper than the parser goes).
+BODY_PARSE_ERROR = "There was an error parsing the body"
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's HTTP errors, except its 400 for an undecodable body: that is a 422 `json_invalid`, as every other
+    malformed body is (and as the real-time endpoint answers the same bytes)."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
+        why = type(exc.__cause__).__name__ if exc.__cause__ is not None else "unreadable"
+        error = {"type": "json_invalid", "loc": ("body",), "msg": f"the body is not valid JSON ({why})", "input": None}
+        return await validation_error(request, RequestValidationError([error]))
+    return await http_exception_handler(request, exc)
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong, as a stable code, and what to do about it; some errors add fields of their own."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str
+    message: str
+
+
+class ErrorAnswer(BaseModel):
+    """The body of each refusal but a 422 (whose body lists the bad fields)."""
+
+    detail: ErrorDetail
+
+
+Responses = dict[int | str, dict[str, Any]]  # a route's `responses=`
+
+
+def error_response(description: str) -> dict[str, Any]:
+    """An OpenAPI `responses=` entry whose body is an ErrorAnswer."""
+    return {"model": ErrorAnswer, "description": description}
 
 
 def key_matches(expected: SecretStr | None, given: str | None) -> bool:
@@ -108,9 +148,17 @@ def service_app(*, title: str, description: str, lifespan: Callable[[FastAPI], A
         app.add_middleware(ApiKeyMiddleware, key=api_key)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
+    # With a key, every documented route can answer 401, and says so (the liveness probe stays open).
+    unauthorized: Responses | None = \
+        {401: error_response("Missing or wrong X-API-Key header")} if api_key is not None else None
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, responses=unauthorized)
+    for route in app.router.routes:
+        if unauthorized and isinstance(route, APIRoute) and route.path in ApiKeyMiddleware.OPEN:
+            route.responses.pop(401)
+            route.response_fields.pop(401)
     return app
 
 

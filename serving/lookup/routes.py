@@ -20,7 +20,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 from nightshift.settings import Settings
-from serving.http import KEY_MAX, NO_NUL, fast_route
+from serving.http import KEY_MAX, NO_NUL, Responses, error_response, fast_route
 from serving.lookup.schema import (
     BatchAnswer,
     BatchRequest,
@@ -90,8 +90,11 @@ v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 health = APIRouter()
 
 
+# What the /v1 routes answer besides 200 (and 401 with a key, 422 for bad input): every one reads the store.
+UNAVAILABLE: Responses = {503: error_response("No snapshot published yet, or the prediction store did not answer")}
+UNKNOWN_DATASET: Responses = {404: error_response("No such dataset")}
 SINGLE = {"response_model": Prediction,
-          "responses": {404: {"description": "Unknown entity key or dataset"}, 503: {"description": "No snapshot yet"}}}
+          "responses": {404: error_response("Unknown entity key or dataset"), **UNAVAILABLE}}
 
 
 @v1.get("/predictions/{entity_key}", **SINGLE)  # type: ignore[arg-type]
@@ -134,13 +137,14 @@ async def prediction(state: LookupState, entity_key: str, dataset: str) -> Respo
                                          f"{current['id']}"})
 
 
-@v1.post("/predictions/batch", response_model=BatchAnswer)
+@v1.post("/predictions/batch", response_model=BatchAnswer, responses=UNAVAILABLE)
 async def batch(body: BatchRequest, state: State) -> BatchAnswer:
     """Served predictions of up to `lookup_max_keys` entities of the configured dataset, all from one snapshot."""
     return await batch_answer(state, body, state.dataset)
 
 
-@v1.post("/datasets/{dataset}/predictions/batch", response_model=BatchAnswer)
+@v1.post("/datasets/{dataset}/predictions/batch", response_model=BatchAnswer,
+         responses={**UNKNOWN_DATASET, **UNAVAILABLE})
 async def dataset_batch(dataset: DatasetName, body: BatchRequest, state: State) -> BatchAnswer:
     """Served predictions of up to `lookup_max_keys` entities of a dataset, all from one snapshot; unknown keys
     listed."""
@@ -150,9 +154,10 @@ async def dataset_batch(dataset: DatasetName, body: BatchRequest, state: State) 
 async def batch_answer(state: LookupState, body: BatchRequest, dataset: str) -> BatchAnswer:
     """The batch answer for `dataset`: one snapshot's rows, and the keys it lacks."""
     most = state.settings.lookup_max_keys
-    if len(body.keys) > most:
-        raise HTTPException(422, {"error": "too_many_keys", "max": most,
-                                  "message": f"{len(body.keys)} keys asked; at most {most} per call"})
+    if len(body.keys) > most:  # a 422 like every other bad input's, as the OpenAPI document declares it
+        raise RequestValidationError([{"type": "too_long", "loc": ("body", "keys"), "input": body.keys,
+                                       "msg": f"{len(body.keys)} keys asked; at most {most} per call "
+                                              "(NIGHTSHIFT_LOOKUP_MAX_KEYS)"}])
     wanted = list(dict.fromkeys(body.keys))
     rows = await state.reader.lookup(wanted, dataset)
     snap = await state.reader.snapshot(rows[0]["snapshot_id"]) if rows else await state.reader.current(dataset)
@@ -164,19 +169,20 @@ async def batch_answer(state: LookupState, body: BatchRequest, dataset: str) -> 
                        model=ModelRef(name=snap["model_name"], version=snap["model_version"]))
 
 
-@v1.get("/snapshots/current", response_model=Snapshot)
+@v1.get("/snapshots/current", response_model=Snapshot, responses=UNAVAILABLE)
 async def current_snapshot(state: State) -> Snapshot:
     """The snapshot the lookups of the configured dataset read now."""
     return await snapshot_answer(state, state.dataset)
 
 
-@v1.get("/datasets/{dataset}/snapshots/current", response_model=Snapshot)
+@v1.get("/datasets/{dataset}/snapshots/current", response_model=Snapshot,
+        responses={**UNKNOWN_DATASET, **UNAVAILABLE})
 async def dataset_snapshot(dataset: DatasetName, state: State) -> Snapshot:
     """The snapshot the lookups of a dataset read now."""
     return await snapshot_answer(state, state.known(dataset))
 
 
-@v1.get("/datasets")
+@v1.get("/datasets", responses=UNAVAILABLE)
 async def list_datasets(state: State) -> dict[str, Any]:
     """The datasets this API answers for, the configured one first, each with its served snapshot's id."""
     names = [state.dataset, *sorted(state.datasets - {state.dataset})]

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from nightshift.settings import Settings
 from nightshift.spec import DatasetSpec
-from serving.http import fast_route
+from serving.http import Responses, error_response, fast_route
 from serving.realtime.batcher import Batcher
 from serving.realtime.inference import InferenceRunner, canary_share, request_ids
 from serving.realtime.models import CHAMPION, ModelManager
@@ -88,18 +88,21 @@ State = Annotated[RealtimeState, Depends(realtime_state)]
 router = APIRouter()
 
 
-@router.post("/v1/predict", response_model=Answer | Answers,
-             responses={422: {"description": "A field is missing, of the wrong type or not an allowed value"},
-                        503: {"description": "No model could answer and no batch prediction stood in"}})
+# What /v1/predict answers besides 200 (and 401 with a key).
+PREDICT_ERRORS: Responses = {
+    413: error_response("The body is over NIGHTSHIFT_REALTIME_MAX_BODY_BYTES (refused unread)"),
+    422: {"description": "A field is missing, of the wrong type or not an allowed value"},
+    503: error_response("No model could answer and no batch prediction stood in")}
+
+
+@router.post("/v1/predict", response_model=Answer | Answers, responses=PREDICT_ERRORS)
 async def predict_documented(request: Request) -> Response:
     """Score one row (answer: one prediction) or {"rows": [...]} (answer: {"predictions": [...]})."""
     return await predict(request)  # documents the route (its body schema is the dataset's); `predict` answers it
 
 
 @router.post("/v1/datasets/{dataset}/predict", response_model=Answer | Answers,
-             responses={404: {"description": "This endpoint does not serve that dataset"},
-                        422: {"description": "A field is missing, of the wrong type or not an allowed value"},
-                        503: {"description": "No model could answer and no batch prediction stood in"}})
+             responses={404: error_response("This endpoint does not serve that dataset"), **PREDICT_ERRORS})
 async def predict_dataset_documented(request: Request, dataset: str) -> Response:
     """/v1/predict addressed by dataset name: one endpoint process serves one dataset (NIGHTSHIFT_DATASET); another
     name is a 404 that says which one it serves."""
@@ -225,7 +228,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "No champion loaded: the body says why"}})
 async def readyz(state: State) -> JSONResponse:
     """200 when a champion is loaded; 503 saying why not."""
     manager = state.manager

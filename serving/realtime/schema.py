@@ -1,8 +1,9 @@
 """Request and answer models of the real-time endpoint, derived from the dataset spec.
 
 A row holds the spec's raw inputs (what a caller must send: the features that are not derived,
-plus the derive hook's inputs) and, optionally, the entity key. Numerics are finite numbers or
-null (the fitted preprocessing imputes nulls) within the spec's [min, max] when it gives them;
+plus the derive hook's inputs) and, optionally, the entity key. Numerics are finite JSON numbers
+(not booleans, not numeric strings) or null (the fitted preprocessing imputes nulls) within the
+spec's [min, max] when it gives them;
 categoricals with a closed set of categories accept only those (or null); open-set categoricals
 accept any string of at most `max_chars` characters without a NUL byte. Unknown fields are refused,
 so a typo gets a 422 that names the field (and the range or set it must lie in) instead of a
@@ -38,7 +39,8 @@ def row_model(spec: DatasetSpec, max_chars: int = 200) -> type[BaseModel]:
             low, high = (feature.min, feature.max) if feature is not None else (None, None)
             where = f" in [{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]" \
                 if low is not None or high is not None else ""
-            fields[name] = (float | None, Field(..., allow_inf_nan=False, ge=low, le=high,
+            # strict: a JSON number or null, as the schema says; never `true` or "1.5" read as a number
+            fields[name] = (float | None, Field(..., strict=True, allow_inf_nan=False, ge=low, le=high,
                                                 description=f"numeric{where} (null: imputed)"))
     fields[spec.entity_key] = (str | None, Field(None, min_length=1, max_length=KEY_MAX, pattern=NO_NUL,
                                                  description="optional entity key: canary split and fallback"))

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
@@ -14,43 +12,9 @@ from nightshift import predstore, store
 from nightshift.settings import Settings, get_settings
 from serving.lookup import create_app
 from serving.store_reader import StoreReader
-from tests.conftest import create_pg_database, drop_pg_database
+from tests.integration.conftest import KEYS, publish, scores
 
-KEYS = [f"EV{i:04d}-EWR-20130701-0600" for i in range(50)]
 API_KEY = "k3y-for-tests-0123456789"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def lookup_settings(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                    ) -> Iterator[Settings]:
-    monkeypatch.setenv("NIGHTSHIFT_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("NIGHTSHIFT_DATASET", "flights")
-    monkeypatch.delenv("NIGHTSHIFT_LOOKUP_API_KEY", raising=False)
-    url = None
-    if request.param == "postgres":
-        url = create_pg_database("ns_lookup")
-        monkeypatch.setenv("NIGHTSHIFT_STORE_URL", url)
-    get_settings.cache_clear()
-    store.init_store(get_settings().store_uri)
-    yield get_settings()
-    get_settings.cache_clear()
-    store.get_engine.cache_clear()
-    if url:
-        drop_pg_database(url)
-
-
-def publish(s: Settings, run_id: str, version: str, scores: list[float]) -> int:
-    engine = store.get_engine(s.store_uri)
-    sid = predstore.begin_snapshot(engine, dataset="flights", run_id=run_id, model_name="nightshift-flights",
-                                   model_version=version, model_run_id="abc", data_start=None, data_end=None)
-    predstore.write_rows(engine, sid, [pa.record_batch({
-        "entity_key": KEYS, "score": pa.array(scores, pa.float32()), "label": [x >= 0.5 for x in scores]})])
-    predstore.publish(engine, sid, actor="test", reason=run_id, retention=5)
-    return sid
-
-
-def scores(base: float) -> list[float]:
-    return [round(base + i / 1000, 3) for i in range(len(KEYS))]
 
 
 def test_before_any_snapshot_lookups_say_so_and_readyz_is_503(lookup_settings: Settings) -> None:
@@ -62,6 +26,9 @@ def test_before_any_snapshot_lookups_say_so_and_readyz_is_503(lookup_settings: S
                        client.post("/v1/predictions/batch", json={"keys": KEYS[:2]})):
             assert answer.status_code == 503
             assert answer.json()["detail"]["error"] == "no_snapshot"
+        documented = client.get("/openapi.json").json()["paths"]  # and every /v1 route says it may answer 503
+        assert all("503" in op["responses"] for path, item in documented.items() if path.startswith("/v1/")
+                   for op in item.values())
 
 
 def test_found_batch_404_and_422(lookup_settings: Settings) -> None:
@@ -92,12 +59,17 @@ def test_found_batch_404_and_422(lookup_settings: Settings) -> None:
             "message": f"no prediction for 'UA0001-JFK-20130101-0000' in flights snapshot {sid}"}
 
         too_many = client.post("/v1/predictions/batch", json={"keys": [f"k{i}" for i in range(1001)]})
-        assert too_many.status_code == 422 and too_many.json()["detail"]["error"] == "too_many_keys"
+        assert too_many.status_code == 422 and too_many.json()["detail"][0]["type"] == "too_long"
+        assert too_many.json()["detail"][0]["loc"] == ["body", "keys"] and "at most 1000" in too_many.text
         assert client.post("/v1/predictions/batch", json={"keys": []}).status_code == 422
         assert client.post("/v1/predictions/batch", json={"key": KEYS[0]}).status_code == 422
         assert client.post("/v1/predictions/batch", json={"keys": [""]}).status_code == 422
         assert client.post("/v1/predictions/batch", content=b"not json",
                            headers={"content-type": "application/json"}).status_code == 422
+        # Bytes that are not even UTF-8: the same 422 (FastAPI alone answers an undocumented 400).
+        undecodable = client.post("/v1/predictions/batch", content=b'{"keys": ["\xff\xfe"]}',
+                                  headers={"content-type": "application/json"})
+        assert undecodable.status_code == 422 and undecodable.json()["detail"][0]["type"] == "json_invalid"
         too_long = client.get("/v1/predictions/" + "x" * 201)
         assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == ["path", "entity_key"]
         # Served by a plain Starlette route (serving/http.py), still documented with its parameter.
@@ -113,7 +85,7 @@ def test_found_batch_404_and_422(lookup_settings: Settings) -> None:
         assert f'nightshift_lookup_request_seconds_bucket{{le="0.005",method="GET",{route}}}' in metrics
         assert 'nightshift_lookup_requests_total{method="GET",route="/v1/predictions/{entity_key}",status="404"} 1.0' \
             in metrics
-        assert 'route="/v1/predictions/batch",status="422"} 5.0' in metrics
+        assert 'route="/v1/predictions/batch",status="422"} 6.0' in metrics
         assert 'nightshift_lookup_request_seconds_count{method="GET",route="/v1/predictions/{entity_key}"} 5.0' \
             in metrics
 
@@ -149,6 +121,10 @@ def test_api_key_when_set(lookup_settings: Settings, monkeypatch: pytest.MonkeyP
         for path in ("/readyz", "/metrics", "/docs", "/redoc", "/openapi.json"):
             assert client.get(path).status_code == 401, path
             assert client.get(path, headers={"X-API-Key": API_KEY}).status_code == 200, path
+        documented = client.get("/openapi.json", headers={"X-API-Key": API_KEY}).json()["paths"]
+        assert "401" in documented["/v1/predictions/{entity_key}"]["get"]["responses"]
+        assert "401" in documented["/readyz"]["get"]["responses"]
+        assert "401" not in documented["/healthz"]["get"]["responses"]
 
 
 def test_store_down_api_starts_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,76 +9,28 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import httpx
 import mlflow
 import numpy as np
-import pyarrow as pa
 import pytest
 from fastapi import FastAPI
 from mlflow import MlflowClient
 from pydantic import SecretStr
 
-from jobs.context import Pipeline
-from jobs.train import train
-from nightshift import offline, predlog, predstore, store
-from nightshift.settings import Settings, get_settings
+from nightshift import predlog, store
+from nightshift.settings import Settings
 from registry import aliases
 from registry.packaging import NightshiftPyfunc, local_bundle
 from serving.realtime import canary_share, create_app
 from serving.realtime.models import OwnProcessModel
-from tests.conftest import create_pg_database, drop_pg_database, tiny_env, train_champion
+from tests.conftest import create_pg_database, drop_pg_database
+from tests.integration.conftest import NAME, publish_snapshot, rows
 from tests.integration.faults import MARKER
-
-D1, D2 = date(2013, 2, 10), date(2013, 3, 10)
-NAME = "nightshift-tiny"
-
-
-def quiet(*_: object) -> None:
-    pass
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A tiny home: 90 days ingested, v1 champion, v2 challenger (trained on a later date)."""
-    home = tmp_path_factory.mktemp("realtime") / "home"
-    saved = dict(os.environ)
-    os.environ.update(tiny_env(home))
-    get_settings.cache_clear()
-    s = get_settings()
-    first = train_champion(s, D1)
-    second = train(Pipeline(s), D2, actor="test", log=quiet)
-    assert (first, second["version"]) == ("1", "2")
-    store.get_engine.cache_clear()
-    os.environ.clear()
-    os.environ.update(saved)
-    get_settings.cache_clear()
-    yield home
-
-
-@pytest.fixture
-def home(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """A copy of the template home for one test (tests move aliases and log predictions)."""
-    copy = tmp_path / "home"
-    shutil.copytree(template, copy)
-    for key, value in tiny_env(copy, NIGHTSHIFT_REALTIME_POLL_SECONDS="0.2").items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
-    store.get_engine.cache_clear()
-
-
-def rows(s: Settings, n: int) -> list[dict[str, Any]]:
-    """`n` real rows of raw inputs with their entity key, as a caller would send them."""
-    frame, _ = offline.read_days(s.offline_dir, "tiny", offline.days(date(2013, 3, 1), date(2013, 3, 31)))
-    cols = [*s.spec().raw_inputs, "id"]
-    return json.loads(frame[cols].head(n).to_json(orient="records"))  # type: ignore[no-any-return]
 
 
 def registered_scores(s: Settings, version: str, batch: list[dict[str, Any]]) -> np.ndarray:
@@ -111,17 +63,6 @@ def register_bundle(s: Settings, edit: Any) -> str:
     return str(info.registered_model_version)
 
 
-def publish_snapshot(s: Settings, keys: list[str], score: float) -> int:
-    """A served batch snapshot holding `keys`, all at `score` (what the fallback answers with)."""
-    engine = store.get_engine(s.store_uri)
-    sid = predstore.begin_snapshot(engine, dataset="tiny", run_id="batch", model_name=NAME, model_version="1",
-                                   model_run_id="r", data_start=None, data_end=None)
-    predstore.write_rows(engine, sid, [pa.record_batch({"entity_key": keys, "score": pa.array([score] * len(keys),
-                                                        pa.float32()), "label": [score >= 0.5] * len(keys)})])
-    predstore.publish(engine, sid, actor="test", reason="test", retention=5)
-    return sid
-
-
 @asynccontextmanager
 async def serving(s: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The app with its lifespan running, and an HTTP client on it."""
@@ -143,10 +84,10 @@ async def wait_until(check: Any, timeout: float = 30.0) -> None:
 
 
 @pytest.mark.parametrize("inference", ["process", "loop"])
-def test_answers_match_the_registered_model_and_concurrent_callers_get_their_own_rows(home: Settings,
-                                                                                     inference: str) -> None:
-    s = home.model_copy(update={"realtime_max_delay_ms": 5.0, "realtime_max_batch": 32,
-                                "realtime_inference": inference})
+def test_answers_match_the_registered_model_and_concurrent_callers_get_their_own_rows(realtime_home: Settings,
+                                                                                      inference: str) -> None:
+    s = realtime_home.model_copy(update={"realtime_max_delay_ms": 5.0, "realtime_max_batch": 32,
+                                         "realtime_inference": inference})
     batch = rows(s, 120)
     expected = registered_scores(s, "1", batch)
 
@@ -182,13 +123,15 @@ def test_answers_match_the_registered_model_and_concurrent_callers_get_their_own
     ({"segment": "a", "region": "north", "x1": 1.0}, "x2"),  # missing field
     ({"segment": "z", "region": "north", "x1": 1.0, "x2": 3.0}, "segment"),  # not an allowed category
     ({"segment": "a", "region": "north", "x1": "high", "x2": 3.0}, "x1"),  # wrong type
+    ({"segment": "a", "region": "north", "x1": True, "x2": 3.0}, "x1"),  # a boolean is not a number
+    ({"segment": "a", "region": "north", "x1": "1.5", "x2": 3.0}, "x1"),  # nor is a numeric string
     ({"segment": "a", "region": "north", "x1": 1.0, "x2": 3.0, "x3": 1}, "x3"),  # unknown field
     ({"rows": []}, "rows"),  # empty list
     ({"rows": [{"segment": "a", "region": "north", "x1": 1.0, "x2": 3.0}, {"segment": "a"}]}, "region"),
 ])
-def test_bad_input_gets_a_422_naming_the_field(home: Settings, body: dict[str, Any], field: str) -> None:
+def test_bad_input_gets_a_422_naming_the_field(realtime_home: Settings, body: dict[str, Any], field: str) -> None:
     async def main() -> None:
-        async with serving(home) as (_app, client):
+        async with serving(realtime_home) as (_app, client):
             answer = await client.post("/v1/predict", json=body)
             assert answer.status_code == 422
             assert any(field in [str(part) for part in e["loc"]] for e in answer.json()["detail"]), answer.json()
@@ -196,14 +139,16 @@ def test_bad_input_gets_a_422_naming_the_field(home: Settings, body: dict[str, A
     run(main())
 
 
-def test_openapi_documents_both_request_forms_with_resolvable_references(home: Settings) -> None:
+def test_openapi_documents_both_request_forms_with_resolvable_references(realtime_home: Settings) -> None:
     async def main() -> None:
-        async with serving(home) as (_app, client):
+        async with serving(realtime_home) as (_app, client):
             doc = (await client.get("/openapi.json")).json()
             body = doc["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
             single, many = body["oneOf"]
             assert set(single["required"]) == {"segment", "region", "x1", "x2"}
             assert many["properties"]["rows"]["items"] == single
+            assert {"200", "413", "422", "503"} <= set(doc["paths"]["/v1/predict"]["post"]["responses"])
+            assert "503" in doc["paths"]["/readyz"]["get"]["responses"]
             text = json.dumps(doc)
             for ref in {part.split('"')[0] for part in text.split('"$ref": "')[1:]}:
                 assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in doc["components"]["schemas"]
@@ -211,8 +156,8 @@ def test_openapi_documents_both_request_forms_with_resolvable_references(home: S
     run(main())
 
 
-def test_too_many_rows_and_invalid_json_are_422(home: Settings) -> None:
-    s = home.model_copy(update={"realtime_max_rows": 5})
+def test_too_many_rows_and_invalid_json_are_422(realtime_home: Settings) -> None:
+    s = realtime_home.model_copy(update={"realtime_max_rows": 5})
     batch = rows(s, 6)
 
     async def main() -> None:
@@ -225,8 +170,8 @@ def test_too_many_rows_and_invalid_json_are_422(home: Settings) -> None:
     run(main())
 
 
-def test_swap_under_concurrent_load_fails_no_request(home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    s = home
+def test_swap_under_concurrent_load_fails_no_request(realtime_home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = realtime_home
     batch = rows(s, 64)
     monkeypatch.setattr("serving.realtime.models.RETIRE_SECONDS", 0.5)
 
@@ -278,8 +223,8 @@ def test_swap_under_concurrent_load_fails_no_request(home: Settings, monkeypatch
     run(main())
 
 
-def test_a_model_process_that_dies_is_started_again(home: Settings) -> None:
-    s = home
+def test_a_model_process_that_dies_is_started_again(realtime_home: Settings) -> None:
+    s = realtime_home
     batch = rows(s, 4)
     publish_snapshot(s, [r["id"] for r in batch], 0.75)
 
@@ -308,8 +253,8 @@ def test_a_model_process_that_dies_is_started_again(home: Settings) -> None:
     run(main())
 
 
-def test_a_model_that_fails_to_load_leaves_the_old_one_serving(home: Settings) -> None:
-    s = home
+def test_a_model_that_fails_to_load_leaves_the_old_one_serving(realtime_home: Settings) -> None:
+    s = realtime_home
     broken = register_bundle(s, lambda b: (b / "mlp.pt").write_bytes(b"not a torch file"))
     batch = rows(s, 4)
 
@@ -338,8 +283,8 @@ def edit_hook(bundle: Path) -> None:
     (bundle / "preprocessor.json").write_text(json.dumps(pre))
 
 
-def test_failed_inference_answers_keyed_rows_from_the_store_and_others_get_503(home: Settings) -> None:
-    s = home.model_copy(update={"realtime_max_delay_ms": 20.0})
+def test_failed_inference_answers_keyed_rows_from_the_store_and_others_get_503(realtime_home: Settings) -> None:
+    s = realtime_home.model_copy(update={"realtime_max_delay_ms": 20.0})
     faulty = register_bundle(s, edit_hook)
     set_alias(s, "champion", faulty)
     batch = rows(s, 8)
@@ -371,8 +316,8 @@ def test_failed_inference_answers_keyed_rows_from_the_store_and_others_get_503(h
     run(main())
 
 
-def test_no_champion_at_all_serves_keyed_rows_from_the_store(home: Settings) -> None:
-    s = home
+def test_no_champion_at_all_serves_keyed_rows_from_the_store(realtime_home: Settings) -> None:
+    s = realtime_home
     set_alias(s, "champion", None)
     batch = rows(s, 3)
     publish_snapshot(s, [r["id"] for r in batch], 0.25)
@@ -387,8 +332,8 @@ def test_no_champion_at_all_serves_keyed_rows_from_the_store(home: Settings) -> 
     run(main())
 
 
-def test_canary_split_is_stable_per_key_and_near_the_set_share(home: Settings) -> None:
-    s = home.model_copy(update={"realtime_canary_percent": 25.0})
+def test_canary_split_is_stable_per_key_and_near_the_set_share(realtime_home: Settings) -> None:
+    s = realtime_home.model_copy(update={"realtime_canary_percent": 25.0})
     base = rows(s, 1)[0]
     keys = [f"key-{i}" for i in range(800)]
 
@@ -407,11 +352,11 @@ def test_canary_split_is_stable_per_key_and_near_the_set_share(home: Settings) -
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_prediction_log_and_shadow_on_both_stores(home: Settings, backend: str) -> None:
+def test_prediction_log_and_shadow_on_both_stores(realtime_home: Settings, backend: str) -> None:
     url = create_pg_database("ns_predlog") if backend == "postgres" else None
     if url:
         store.init_store(url)
-    s = home.model_copy(update={"realtime_shadow": True, **({"store_url": url} if url else {})})
+    s = realtime_home.model_copy(update={"realtime_shadow": True, **({"store_url": url} if url else {})})
     batch = rows(s, 30)
     try:
         async def main() -> None:
@@ -450,7 +395,7 @@ def test_the_app_module_builds_without_touching_the_registry(tmp_path: Path) -> 
     assert not (tmp_path / "nowhere").exists()
 
 
-def test_sigterm_to_the_server_loses_no_logged_prediction(home: Settings) -> None:
+def test_sigterm_to_the_server_loses_no_logged_prediction(realtime_home: Settings) -> None:
     # uvicorn in its own process group, as a service manager runs it; SIGTERM goes to the whole group.
     import signal
     import socket
@@ -461,10 +406,10 @@ def test_sigterm_to_the_server_loses_no_logged_prediction(home: Settings) -> Non
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "NIGHTSHIFT_HOME": str(home.home)}
+    env = {**os.environ, "NIGHTSHIFT_HOME": str(realtime_home.home)}
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "serving.realtime:app", "--port", str(port)], env=env,
                             start_new_session=True, stderr=subprocess.PIPE, text=True)
-    batch = rows(home, 40)
+    batch = rows(realtime_home, 40)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -486,18 +431,18 @@ def test_sigterm_to_the_server_loses_no_logged_prediction(home: Settings) -> Non
             os.killpg(proc.pid, signal.SIGKILL)
     # The writer process (its own session: the group's SIGTERM missed it) ends after its last insert.
     deadline = time.monotonic() + 30
-    while len(logged := predlog.read(store.get_engine(home.store_uri), dataset="tiny")) < len(batch):
+    while len(logged := predlog.read(store.get_engine(realtime_home.store_uri), dataset="tiny")) < len(batch):
         assert time.monotonic() < deadline, f"{len(logged)} of {len(batch)} predictions logged"
         time.sleep(0.2)
     assert sorted(r["entity_key"] for r in logged) == sorted(r["id"] for r in batch)
 
 
-def test_hostile_input_is_a_small_422_or_413_never_a_5xx(home: Settings) -> None:
+def test_hostile_input_is_a_small_422_or_413_never_a_5xx(realtime_home: Settings) -> None:
     good = {"segment": "a", "region": "north", "x1": 1.0, "x2": 3.0, "id": "k1"}
     raw = {"content-type": "application/json"}
 
     async def main() -> None:
-        async with serving(home) as (_app, client):
+        async with serving(realtime_home) as (_app, client):
             # A finite but huge number (the spec's range is [-12, 12]): 422 naming the field and the bound.
             huge = await client.post("/v1/predict", json={**good, "x1": 1e308})
             assert huge.status_code == 422 and huge.json()["detail"][0]["loc"][-1] == "x1"
@@ -520,13 +465,13 @@ def test_hostile_input_is_a_small_422_or_413_never_a_5xx(home: Settings) -> None
     run(main())
 
 
-def test_a_model_that_yields_a_non_finite_score_falls_back_instead_of_answering_it(home: Settings) -> None:
+def test_a_model_that_yields_a_non_finite_score_falls_back_instead_of_answering_it(realtime_home: Settings) -> None:
     def edit(bundle: Path) -> None:
         pre = json.loads((bundle / "preprocessor.json").read_text())
         pre["derive_hook"] = "tests.integration.faults:derive_infinite_on_marker"
         (bundle / "preprocessor.json").write_text(json.dumps(pre))
 
-    s = home.model_copy(update={"realtime_max_delay_ms": 20.0})
+    s = realtime_home.model_copy(update={"realtime_max_delay_ms": 20.0})
     set_alias(s, "champion", register_bundle(s, edit))
     batch = rows(s, 4)
     sid = publish_snapshot(s, [r["id"] for r in batch], 0.25)
@@ -546,9 +491,9 @@ def test_a_model_that_yields_a_non_finite_score_falls_back_instead_of_answering_
     run(main())
 
 
-def test_api_key_when_set_guards_every_path_but_healthz(home: Settings) -> None:
+def test_api_key_when_set_guards_every_path_but_healthz(realtime_home: Settings) -> None:
     key = "rt-key-for-tests-0123456789"
-    s = home.model_copy(update={"realtime_api_key": SecretStr(key)})
+    s = realtime_home.model_copy(update={"realtime_api_key": SecretStr(key)})
     good = rows(s, 1)[0]
 
     async def main() -> None:
