@@ -36,6 +36,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ from bench.lookup_bench import UVICORN, load_snapshot, wrk  # noqa: E402
 from tests.conftest import create_pg_database, drop_pg_database, tiny_env  # noqa: E402
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
+SEED = 20130701
 
 
 def log(msg: str) -> None:
@@ -150,10 +153,77 @@ def first_good_after(url: str, since: float, until: float) -> float | None:
 # ---------------------------------------------------------------- 1. fuzz
 
 
-def fuzz_apps(examples: int) -> dict[str, Any]:
-    from tests.fuzzing import fuzz_both_apps
+@contextmanager
+def environment(**env: str) -> Iterator[None]:
+    """Run with these environment variables (and fresh settings), then put everything back."""
+    from nightshift.settings import get_settings
 
-    return fuzz_both_apps(max_examples=examples)
+    saved = dict(os.environ)
+    os.environ.update(env)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
+
+
+def fuzz_apps(home: Path, rows: int, examples: int) -> dict[str, Any]:
+    """Schemathesis (tests/fuzzing.py) against both apps in process, with their API keys set and sent and
+    small limits (3 keys or rows a request, 1 kB bodies for the real-time one) that generated input crosses:
+    the lookup API on a PostgreSQL snapshot, the real-time endpoint on the tiny home's champion."""
+    from pydantic import SecretStr
+
+    from nightshift import store
+    from nightshift.settings import get_settings
+    from serving import lookup, realtime
+    from tests.fuzzing import fuzz
+
+    def summary(report: dict[str, Any]) -> dict[str, Any]:
+        statuses: dict[str, int] = {}
+        for op in report["operations"].values():
+            for status, n in op["statuses"].items():
+                statuses[str(status)] = statuses.get(str(status), 0) + n
+        return {"cases": report["cases"], "5xx": report["server_errors"],
+                "schema_failures": report["schema_failures"], "operations": len(report["operations"]),
+                "statuses": dict(sorted(statuses.items()))}
+
+    key = "reliability-bench-key-0123456789"
+    out = {}
+    url = create_pg_database("ns_bench_fuzz")
+    try:
+        load_snapshot(url, rows)
+        with environment(NIGHTSHIFT_HOME=tempfile.mkdtemp(prefix="ns-rel-"), NIGHTSHIFT_DATASET="flights",
+                         NIGHTSHIFT_STORE_URL=url):
+            s = get_settings().model_copy(update={"lookup_api_key": SecretStr(key), "lookup_max_keys": 3})
+            out["lookup"] = summary(fuzz(lookup.create_app(s), max_examples=examples, seed=SEED, api_key=key))
+    finally:
+        store.get_engine.cache_clear()
+        drop_pg_database(url)
+    log(f"fuzz lookup: {out['lookup']}")
+    with environment(**tiny_env(home)):
+        s = get_settings().model_copy(update={"realtime_api_key": SecretStr(key), "realtime_max_rows": 3,
+                                              "realtime_max_body_bytes": 1024})
+        out["realtime"] = summary(fuzz(realtime.create_app(s), max_examples=examples, seed=SEED, api_key=key))
+    log(f"fuzz realtime: {out['realtime']}")
+    return out
+
+
+def tiny_home() -> Path:
+    """A tiny home with champion v1 and a second registered version v2 (trained on a later day)."""
+    from jobs.context import Pipeline
+    from jobs.train import train
+    from nightshift.settings import get_settings
+    from tests.conftest import train_champion
+
+    home = Path(tempfile.mkdtemp(prefix="ns-rel-tiny-")) / "home"
+    with environment(**tiny_env(home)):
+        log("training the tiny champion (v1) and a second version (v2)")
+        s = get_settings()
+        train_champion(s, date(2013, 2, 10))
+        train(Pipeline(s), date(2013, 3, 10), actor="bench", log=lambda *_: None)
+    return home
 
 
 # ---------------------------------------------------------------- 2. kills
@@ -292,27 +362,14 @@ def bad_keys_beside_good(rows: int, requests: int = 4000) -> dict[str, Any]:
 # ---------------------------------------------------------------- 5. registry outage
 
 
-def registry_outage(outage_s: float) -> dict[str, Any]:
+def registry_outage(home: Path, outage_s: float) -> dict[str, Any]:
     import httpx
 
-    from jobs.context import Pipeline
-    from jobs.train import train
     from nightshift.settings import get_settings
-    from tests.conftest import train_champion
     from tests.integration.test_registry_outage import start_registry, stop_registry
 
-    home = Path(tempfile.mkdtemp(prefix="ns-rel-registry-")) / "home"
-    saved = dict(os.environ)
-    os.environ.update(tiny_env(home))
-    get_settings.cache_clear()
-    s = get_settings()
-    log("registry outage: training the tiny champion (v1) and a second version (v2)")
-    train_champion(s, date(2013, 2, 10))
-    train(Pipeline(s), date(2013, 3, 10), actor="bench", log=lambda *_: None)
-    os.environ.clear()
-    os.environ.update(saved)
-    get_settings.cache_clear()
-
+    with environment(**tiny_env(home)):
+        s = get_settings()
     mlflow_port, port = free_port(), free_port()
     registry = start_registry(home, mlflow_port)
     env = {**os.environ, **tiny_env(home), "NIGHTSHIFT_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
@@ -373,7 +430,6 @@ def registry_outage(outage_s: float) -> dict[str, Any]:
         api.terminate()
         api.wait(timeout=60)
         stop_registry(registry)
-        shutil.rmtree(home.parent, ignore_errors=True)
 
 
 def main() -> None:
@@ -381,36 +437,43 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=100_000, help="keys in the lookup snapshot")
     ap.add_argument("--seconds", type=int, default=21, help="wrk run per store fault (the fault: a third)")
     ap.add_argument("--outage", type=float, default=60, help="seconds the MLflow server is down")
-    ap.add_argument("--fuzz-examples", type=int, default=100, help="schemathesis examples per operation")
+    ap.add_argument("--fuzz-examples", type=int, default=100,
+                    help="schemathesis examples per operation and mode (valid, invalid)")
+    ap.add_argument("--sections", default="fuzz,kills,faults,badkeys,registry",
+                    help="what to run (all of them for the results file)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "reliability.json")
     args = ap.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-    log("fuzzing both apps")
-    fuzz = fuzz_apps(args.fuzz_examples)
-    log(f"fuzz: {fuzz}")
-    kill = kills()
-    faults = store_faults(args.rows, args.seconds)
-    beside = bad_keys_beside_good(args.rows)
+    want = set(args.sections.split(","))
+    home = tiny_home() if want & {"fuzz", "registry"} else None
+    fuzz = fuzz_apps(home, args.rows, args.fuzz_examples) if home and "fuzz" in want else None
+    kill = kills() if "kills" in want else None
+    faults = store_faults(args.rows, args.seconds) if "faults" in want else None
+    beside = bad_keys_beside_good(args.rows) if "badkeys" in want else None
     log(f"bad keys beside good ones: {beside}")
-    outage = registry_outage(args.outage)
+    outage = registry_outage(home, args.outage) if home and "registry" in want else None
     log(f"registry outage: {outage}")
-    result = {
+    result: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "command": "python bench/reliability.py " + " ".join(sys.argv[1:]),
-        "fuzz_cases": sum(app["cases"] for app in fuzz.values()),
-        "fuzz_5xx": sum(app["5xx"] for app in fuzz.values()),
-        "kill_points": [p["point"] for p in kill["points"]],
-        "kill_keys_unanswered": kill["keys_unanswered"],
-        "good_lookups_failed_beside_bad_keys": beside["good_lookups_failed"],
-        "realtime_failed_during_registry_outage": outage["predictions_failed_during_outage"],
-        "fuzz": fuzz, "kills": kill, "store_faults": faults, "bad_keys_beside_good": beside,
-        "registry_outage": outage,
     }
+    if fuzz is not None:
+        result.update(fuzz_cases=sum(app["cases"] for app in fuzz.values()),
+                      fuzz_5xx=sum(app["5xx"] for app in fuzz.values()))
+    if kill is not None:
+        result.update(kill_points=[p["point"] for p in kill["points"]], kill_keys_unanswered=kill["keys_unanswered"])
+    if beside is not None:
+        result["good_lookups_failed_beside_bad_keys"] = beside["good_lookups_failed"]
+    if outage is not None:
+        result["realtime_failed_during_registry_outage"] = outage["predictions_failed_during_outage"]
+    result.update(fuzz=fuzz, kills=kill, store_faults=faults, bad_keys_beside_good=beside, registry_outage=outage)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     log(f"wrote {args.out}")
+    if home is not None:
+        shutil.rmtree(home.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

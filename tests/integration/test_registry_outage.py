@@ -24,9 +24,8 @@ from mlflow import MlflowClient
 from nightshift import store
 from nightshift.settings import Settings, get_settings
 from registry import aliases
-from tests.integration.test_realtime import NAME, home, rows, run, serving, set_alias, template, wait_until
-
-__all__ = ["home", "template"]  # fixtures
+from tests.integration.conftest import NAME, rows
+from tests.integration.test_realtime import run, serving, set_alias, wait_until
 
 
 def free_port() -> int:
@@ -62,7 +61,8 @@ def stop_registry(proc: subprocess.Popen[bytes]) -> None:
 
 
 def test_a_registry_outage_fails_no_prediction_and_a_promotion_after_it_reaches_the_endpoint(
-        home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+        realtime_home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = realtime_home
     set_alias(home, "challenger", "2")  # shadow on: the challenger must survive the outage too
     port = free_port()
     monkeypatch.setenv("NIGHTSHIFT_MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")

@@ -23,7 +23,7 @@ from nightshift import store
 from nightshift.settings import Settings, get_settings
 from serving.lookup import create_app
 from tests.conftest import create_pg_database, drop_pg_database
-from tests.integration.test_lookup_api import KEYS, publish, scores
+from tests.integration.conftest import KEYS, publish, scores
 
 pytestmark = pytest.mark.postgres
 
