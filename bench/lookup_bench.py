@@ -78,9 +78,9 @@ def serve(app: str, port: int, env: dict[str, str], workers: int) -> subprocess.
     raise RuntimeError(f"{app} did not answer on port {port}")
 
 
-def wrk(port: int, duration: int, connections: int, rows: int) -> dict[str, Any]:
-    out = subprocess.run(["wrk", f"-c{connections}", "-t2", f"-d{duration}s", "--latency", "-s",
-                          str(ROOT / "bench" / "lookup_keys.lua"), f"http://127.0.0.1:{port}"],
+def wrk(port: int, duration: int, connections: int, rows: int, timeout_s: int = 2) -> dict[str, Any]:
+    out = subprocess.run(["wrk", f"-c{connections}", "-t2", f"-d{duration}s", f"--timeout={timeout_s}s", "--latency",
+                          "-s", str(ROOT / "bench" / "lookup_keys.lua"), f"http://127.0.0.1:{port}"],
                          capture_output=True, text=True, env={**os.environ, "LOOKUP_ROWS": str(rows)}, check=True)
     line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
     fields = dict(kv.split("=") for kv in line.split()[1:])
