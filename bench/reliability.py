@@ -230,18 +230,11 @@ def tiny_home() -> Path:
 
 
 def kills() -> dict[str, Any]:
-    from nightshift import store
     from tests.integration import crash
 
     out = []
     for point in crash.KILL_POINTS:
-        url = create_pg_database("ns_bench_kill")
-        try:
-            store.init_store(url)
-            result = crash.kill_publish_at(url, point)
-        finally:
-            store.get_engine.cache_clear()
-            drop_pg_database(url)
+        result = crash.kill_publish_on_a_fresh_store(point)
         after, nxt = result["after_kill"], result["after_next_publish"]
         out.append({"point": point, "keys_asked": after["asked"], "keys_answered": after["answered"],
                     "served_after_kill": after["snapshot"], "statuses_after_kill": after["statuses"],

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from nightshift import predstore, store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, create_pg_database, drop_pg_database
 
 WORKER = ROOT / "tests" / "integration" / "publish_worker.py"
 ROWS = 20_000
@@ -137,3 +137,14 @@ def kill_publish_at(url: str, point: str, rows: int = ROWS) -> dict[str, Any]:
             "after_kill": after_kill, "after_next_publish": served_answers(engine, rows),
             "kept_after_next_publish": [s["id"] for s in predstore.list_snapshots(engine, dataset="d")],
             "leftovers": leftovers(engine)}
+
+
+def kill_publish_on_a_fresh_store(point: str, rows: int = ROWS) -> dict[str, Any]:
+    """`kill_publish_at` on a PostgreSQL database of its own, dropped afterwards."""
+    url = create_pg_database("ns_crash")
+    try:
+        store.init_store(url)
+        return kill_publish_at(url, point, rows)
+    finally:
+        store.get_engine.cache_clear()
+        drop_pg_database(url)

@@ -300,13 +300,7 @@ def test_publish_killed_at_each_step_keeps_every_key_answered_and_next_publish_c
     """Killed (and its connections cut) in the middle of any step of a publish, a publisher leaves the
     served snapshot answering every key, no snapshot that can be switched to without its rows, and a
     store the next publish cleans up completely."""
-    url = create_pg_database("ns_crash")
-    try:
-        store.init_store(url)
-        out = crash.kill_publish_at(url, point)
-    finally:
-        store.get_engine.cache_clear()
-        drop_pg_database(url)
+    out = crash.kill_publish_on_a_fresh_store(point)
     snaps, after = out["snapshots"], out["after_kill"]
     switched = point in ("detach", "drop")  # the pointer moved before the kill
     assert after["snapshot"] == [snaps["killed"] if switched else snaps["kept"]], out

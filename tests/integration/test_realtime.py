@@ -83,6 +83,39 @@ async def wait_until(check: Any, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
+class PredictLoad:
+    """Callers that POST their row to /v1/predict over and over until `finish`: the versions that answered,
+    in order, and the text of every answer that failed or fell back."""
+
+    def __init__(self, client: httpx.AsyncClient, batch: list[dict[str, Any]], callers: int) -> None:
+        self.client, self.batch = client, batch
+        self.answered: list[str] = []
+        self.failures: list[str] = []
+        self._stop = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._caller(i)) for i in range(callers)]
+
+    async def _caller(self, i: int) -> None:
+        while not self._stop.is_set():
+            answer = await self.client.post("/v1/predict", json=self.batch[i])
+            if answer.status_code != 200 or answer.json()["fallback"]:
+                self.failures.append(answer.text)
+            else:
+                self.answered.append(answer.json()["model"]["version"])
+
+    async def more(self, n: int, timeout: float = 30.0) -> None:
+        """Wait until `n` more answers came (load measured in answers, not in time slept)."""
+        target = len(self.answered) + n
+
+        async def enough() -> bool:
+            return len(self.answered) >= target
+
+        await wait_until(enough, timeout)
+
+    async def finish(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+
 @pytest.mark.parametrize("inference", ["process", "loop"])
 def test_answers_match_the_registered_model_and_concurrent_callers_get_their_own_rows(realtime_home: Settings,
                                                                                       inference: str) -> None:
@@ -179,35 +212,18 @@ def test_swap_under_concurrent_load_fails_no_request(realtime_home: Settings, mo
         async with serving(s) as (app, client):
             old = app.state.realtime.manager.champion
             assert isinstance(old, OwnProcessModel) and old.alive  # the default: the model in its own process
-            seen: list[str] = []
-            failures: list[Any] = []
-            stop = asyncio.Event()
-
-            async def caller(i: int) -> None:
-                while not stop.is_set():
-                    answer = await client.post("/v1/predict", json=batch[i])
-                    if answer.status_code != 200 or answer.json()["fallback"]:
-                        failures.append(answer.text)
-                    else:
-                        seen.append(answer.json()["model"]["version"])
-
-            callers = [asyncio.create_task(caller(i)) for i in range(16)]
-
-            async def answered(n: int) -> bool:
-                return len(seen) >= n
-
-            await wait_until(lambda: answered(100))  # under load (answers counted, not time slept)
+            load = PredictLoad(client, batch, callers=16)
+            seen = load.answered
+            await load.more(100)  # under load
             await asyncio.to_thread(set_alias, s, "champion", "2")
 
             async def swapped() -> bool:
                 return app.state.realtime.manager.champion.version == "2" and seen[-20:].count("2") == 20
 
             await wait_until(swapped)
-            after = len(seen)
-            await wait_until(lambda: answered(after + 100))  # and on under load after the swap
-            stop.set()
-            await asyncio.gather(*callers)
-            assert failures == []
+            await load.more(100)  # and on under load after the swap
+            await load.finish()
+            assert load.failures == []
             first_two = seen.index("2")
             assert seen[:first_two] and set(seen[:first_two]) == {"1"} and len(seen) > 200
             assert "1" not in seen[first_two + 16:]  # after the switch (the 16 in flight aside) only v2 answers

@@ -25,7 +25,7 @@ from nightshift import store
 from nightshift.settings import Settings, get_settings
 from registry import aliases
 from tests.integration.conftest import NAME, rows
-from tests.integration.test_realtime import run, serving, set_alias, wait_until
+from tests.integration.test_realtime import PredictLoad, run, serving, set_alias, wait_until
 
 
 def free_port() -> int:
@@ -78,31 +78,14 @@ def test_a_registry_outage_fails_no_prediction_and_a_promotion_after_it_reaches_
             manager = app.state.realtime.manager
             ready = (await client.get("/readyz")).json()
             assert (ready["model"]["version"], ready["challenger"]["version"], ready["registry"]) == ("1", "2", "ok")
-            answered: list[str] = []
-            failures: list[str] = []
-            stop = asyncio.Event()
-
-            async def caller(i: int) -> None:
-                while not stop.is_set():
-                    answer = await client.post("/v1/predict", json=batch[i])
-                    if answer.status_code != 200 or answer.json()["fallback"]:
-                        failures.append(answer.text)
-                    else:
-                        answered.append(answer.json()["model"]["version"])
-
-            callers = [asyncio.create_task(caller(i)) for i in range(8)]
+            load = PredictLoad(client, batch, callers=8)
             await asyncio.to_thread(stop_registry, registry)
 
             async def registry_down() -> bool:
                 return not manager.registry.up
 
             await wait_until(registry_down, timeout=60)
-            during = len(answered)
-
-            async def served_on() -> bool:
-                return len(answered) >= during + 200
-
-            await wait_until(served_on)  # traffic through the outage (answers counted, not time slept)
+            await load.more(200)  # traffic through the outage
             ready = (await client.get("/readyz"))
             assert ready.status_code == 200 and ready.json()["registry"] == "unreachable"
             assert ready.json()["challenger"]["version"] == "2"  # an outage is not a removed alias
@@ -125,9 +108,8 @@ def test_a_registry_outage_fails_no_prediction_and_a_promotion_after_it_reaches_
                 return manager.champion is not None and manager.champion.version == "2" and manager.registry.up
 
             await wait_until(promoted, timeout=120)
-            stop.set()
-            await asyncio.gather(*callers)
-            assert failures == [], failures[:3]
+            await load.finish()
+            assert load.failures == [], load.failures[:3]
             assert manager.registry.outages == 1 and (await client.get("/readyz")).json()["registry"] == "ok"
 
     try:
