@@ -58,6 +58,7 @@ PARTITION_PREFIX = "predictions_s"
 
 log = logging.getLogger(__name__)
 
+
 class SnapshotError(ValueError):
     """A snapshot that does not exist or cannot be served."""
 
