@@ -73,8 +73,9 @@ class StoreReader:
                 # A custom plan per execution (PostgreSQL's default for the first runs, and for good when
                 # the custom plans look cheaper) replans the partitioned read each time: 3x the CPU.
                 server_settings={"plan_cache_mode": "force_generic_plan", "application_name": self.name,
-                                 # A stalled store (a lock held, a frozen disk) answers 503 in bounded time.
-                                 "statement_timeout": str(int(self.timeout_s * 1000)),
+                                 # The server's backstop to the client's bound (a stalled store answers
+                                 # 503 after timeout_s): a statement whose caller went away ends too.
+                                 "statement_timeout": str(int(self.timeout_s * 1000) + 1000),
                                  # One snapshot for planning and running each statement: under READ
                                  # COMMITTED a plan made just before a publish attached its partition
                                  # could run against the new served pointer and find nothing.
@@ -100,13 +101,12 @@ class StoreReader:
     async def _fetch(self, name: str, params: dict[str, Any]) -> list[Any]:
         """Rows (mappings by column name) of one of the reader's statements; StoreUnavailable on store errors.
 
-        Each try is bounded by `timeout_s` (waiting for a connection included); a read whose connection
+        Each try is bounded by `timeout_s` (and a new connection by the pool's connect timeout); a read whose connection
         died (a terminated backend, a restarted server) is tried once more on a fresh connection.
         """
         for attempt in (1, 2):
             try:
-                async with asyncio.timeout(self.timeout_s):
-                    rows = await self._run(name, params)
+                rows = await self._run(name, params)
                 self.health.ok()
                 return rows
             except TimeoutError as exc:
@@ -127,11 +127,14 @@ class StoreReader:
 
     async def _run(self, name: str, params: dict[str, Any]) -> list[Any]:
         if self._pool is not None:
+            # asyncpg's own bound (the pool's connect timeout covers a new connection): an asyncio.timeout
+            # around each read cost about a tenth of the lookup's throughput (bench/lookup_bench.py).
             sql, order = self._sql[name]
-            async with self._pool.acquire() as conn:
-                return await conn.fetch(sql, *[params[k] for k in order])  # type: ignore[no-any-return]
-        async with self._engine.connect() as conn:
-            return [dict(r._mapping) for r in await conn.execute(self._queries[name], params)]
+            return await self._pool.fetch(sql, *[params[k] for k in order],  # type: ignore[no-any-return]
+                                          timeout=self.timeout_s)
+        async with asyncio.timeout(self.timeout_s):
+            async with self._engine.connect() as conn:
+                return [dict(r._mapping) for r in await conn.execute(self._queries[name], params)]
 
     async def lookup(self, keys: Sequence[str], dataset: str | None = None) -> list[Any]:
         """Rows (snapshot_id, entity_key, score, label) of `keys` in the served snapshot; absent keys left out."""
