@@ -158,14 +158,15 @@ def inprocess(settings: Any, bundle_dir: str, out: Path) -> dict[str, Any]:
     return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
 
 
-def floor(settings: Any, model: dict[str, Any]) -> dict[str, Any]:
+def floor(settings: Any, model: dict[str, Any], url: str | None = None) -> dict[str, Any]:
     """No framework: each batch scored in this process goes straight to the store's COPY streams, which
-    run while the next batch is scored; then the primary key, the attach and the switch."""
+    run while the next batch is scored; then the primary key, the attach and the switch (into `url`, or a
+    new database)."""
     from nightshift import predstore, store
     from nightshift.scoring import cached_scorer
 
     spec = settings.spec()
-    engine = store.get_engine(new_pg_db("nsbench_floor"))
+    engine = store.get_engine(url or new_pg_db("nsbench_floor"))
     scorer = cached_scorer(model["bundle_dir"], threads=os.cpu_count())  # as the in-process stage (cached)
     columns = list(dict.fromkeys([spec.entity_key, *spec.raw_inputs]))
     data = pads.dataset(str(settings.offline_dir / "flights"), format="parquet", partitioning="hive")
@@ -383,28 +384,30 @@ def baseline_child(home: Path, rows: int) -> None:
     spark.stop()
 
 
+def timed_process(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Wall time from launch to exit of a fresh process, and the machine's busy core-seconds meanwhile."""
+    busy, t0 = busy_core_seconds(), time.perf_counter()
+    done = subprocess.run(cmd, env={**env, "COLUMNS": "250"}, capture_output=True, text=True)
+    seconds, busy = time.perf_counter() - t0, busy_core_seconds() - busy
+    if done.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    out = {"seconds": round(seconds, 2), "busy_core_seconds": round(busy, 1)}
+    # `nightshift score` logs its two phases; the rest is start-up (imports, champion, Spark session).
+    phases = {"score_seconds": re.search(r"scored [\d,]+ rows in ([\d.]+)s", done.stdout),
+              "publish_seconds": re.search(r"served: [\d,]+ rows in ([\d.]+)s", done.stdout)}
+    if all(phases.values()):
+        out.update({k: float(m.group(1)) for k, m in phases.items() if m})
+        out["startup_seconds"] = round(seconds - out["score_seconds"] - out["publish_seconds"], 2)
+    return out
+
+
 def cold_rounds(home: Path, rows: int, rounds: int) -> dict[str, Any]:
     """Alternating rounds of both paths, each a fresh process timed from launch to the rows stored."""
-    def timed(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
-        busy, t0 = busy_core_seconds(), time.perf_counter()
-        done = subprocess.run(cmd, env={**env, "COLUMNS": "250"}, capture_output=True, text=True)
-        seconds, busy = time.perf_counter() - t0, busy_core_seconds() - busy
-        if done.returncode:
-            sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-        out = {"seconds": round(seconds, 2), "busy_core_seconds": round(busy, 1)}
-        # `nightshift score` logs its two phases; the rest is start-up (imports, champion, Spark session).
-        phases = {"score_seconds": re.search(r"scored [\d,]+ rows in ([\d.]+)s", done.stdout),
-                  "publish_seconds": re.search(r"served: [\d,]+ rows in ([\d.]+)s", done.stdout)}
-        if all(phases.values()):
-            out.update({k: float(m.group(1)) for k, m in phases.items() if m})
-            out["startup_seconds"] = round(seconds - out["score_seconds"] - out["publish_seconds"], 2)
-        return out
-
     out: list[dict[str, Any]] = []
     for r in range(rounds):
         ours_env = {**os.environ, "NIGHTSHIFT_STORE_URL": new_pg_db("nsbench_cold")}
-        ours = timed([sys.executable, "-m", "ops.cli", "score", "--run-id", f"cold-{r}"], ours_env)
-        base = timed([sys.executable, str(Path(__file__).resolve()), "--home", str(home), "--rows", str(rows),
+        ours = timed_process([sys.executable, "-m", "ops.cli", "score", "--run-id", f"cold-{r}"], ours_env)
+        base = timed_process([sys.executable, str(Path(__file__).resolve()), "--home", str(home), "--rows", str(rows),
                       "--baseline-child"], {**os.environ})
         out.append({"ours": ours, "spark_udf_jdbc": base, "speedup": round(base["seconds"] / ours["seconds"], 2)})
         log(str(out[-1]))

@@ -8,6 +8,7 @@ columns the model reads travel, and the output is (entity_key, score, label).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -108,13 +110,22 @@ def score(ctx: Pipeline, day: date | None, *, run_id: str, log: Callable[[str], 
     """Score the scope with the champion; returns a reference to the scored Parquet and its provenance."""
     settings, spec = ctx.settings, ctx.spec
     days = scope_days(settings, spec, day)
-    model = champion_bundle(ctx)
+    own_session = spark is None
+    with ThreadPoolExecutor(1, thread_name_prefix="spark-start") as pool:
+        # The JVM starts (seconds) while the champion is resolved in the registry (seconds).
+        starting = pool.submit(spark_session, settings) if own_session else None
+        try:
+            model = champion_bundle(ctx)
+        except BaseException:
+            if starting is not None:
+                with contextlib.suppress(Exception):  # the registry's error is the one to report
+                    starting.result().stop()
+            raise
+        spark = starting.result() if starting is not None else spark
     log(f"scoring {spec.name} {days[0]}..{days[-1]} ({len(days)} partitions) with "
         f"{model['model_name']} v{model['model_version']} on {settings.spark_master}")
     out = settings.home / "scores" / spec.name / run_slug(run_id)
     staging = out.parent / f".staging-{out.name}-{uuid.uuid4().hex}"
-    own_session = spark is None
-    spark = spark or spark_session(settings)
     started = time.perf_counter()
     scored_at = datetime.now(UTC)
     try:
