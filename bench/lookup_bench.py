@@ -64,6 +64,20 @@ def load_snapshot(url: str, rows: int) -> int:
     return sid
 
 
+def database(db: str, reuse: bool) -> bool:
+    """Database `db` on the bench server: kept when `reuse` and it exists (True), else created afresh (False)."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": db}).first()
+        if not (reuse and exists):
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{db}"'))
+    admin.dispose()
+    return bool(reuse and exists)
+
+
 def serve(app: str, port: int, env: dict[str, str], workers: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", app, "--port", str(port), "--workers", str(workers),
                              *UVICORN], env=env, cwd=ROOT)
@@ -78,10 +92,13 @@ def serve(app: str, port: int, env: dict[str, str], workers: int) -> subprocess.
     raise RuntimeError(f"{app} did not answer on port {port}")
 
 
-def wrk(port: int, duration: int, connections: int, rows: int, timeout_s: int = 2) -> dict[str, Any]:
+def wrk(port: int, duration: int, connections: int, rows: int, timeout_s: int = 2, script: str = "lookup_keys.lua",
+        env: dict[str, str] | None = None) -> dict[str, Any]:
+    """`wrk -t2` with bench/`script` (random keys of `rows`, extra variables in `env`): its RESULT line's figures."""
     out = subprocess.run(["wrk", f"-c{connections}", "-t2", f"-d{duration}s", f"--timeout={timeout_s}s", "--latency",
-                          "-s", str(ROOT / "bench" / "lookup_keys.lua"), f"http://127.0.0.1:{port}"],
-                         capture_output=True, text=True, env={**os.environ, "LOOKUP_ROWS": str(rows)}, check=True)
+                          "-s", str(ROOT / "bench" / script), f"http://127.0.0.1:{port}"],
+                         capture_output=True, text=True, env={**os.environ, "LOOKUP_ROWS": str(rows), **(env or {})},
+                         check=True)
     line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
     fields = dict(kv.split("=") for kv in line.split()[1:])
     seconds = int(fields["duration_us"]) / 1e6
@@ -100,18 +117,9 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="reuse the bench database if it holds the rows")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "lookup.json")
     args = ap.parse_args()
-    from sqlalchemy import create_engine, text
-
     db = f"nsbench_lookup_{args.rows}"
     url = f"{PG}/{db}"
-    admin = create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": db}).first()
-        if not (args.reuse and exists):
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{db}"'))
-            exists = None
-    if not exists:
+    if not database(db, args.reuse):
         log(f"loading a {args.rows:,}-row snapshot into {db}")
         t0 = time.perf_counter()
         load_snapshot(url, args.rows)
