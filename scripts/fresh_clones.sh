@@ -4,10 +4,13 @@
 # advertised URL 200: `stack.sh check`), brought down, checked for leftover processes, and deleted.
 #   bash scripts/fresh_clones.sh [N]      (default 3; prints one line per clone with its wall time;
 #                                         DATASET=tiny or NIGHTSHIFT_SPEC_DIR=... pass through to make up)
-# Exits 1 at the first clone that fails, leaving it in place with its logs.
+# Exits 1 at the first clone that fails, leaving it in place with its logs. When all N passed, records
+# their `make up` wall times in bench/results/startup.json of this checkout, under the dataset's name
+# (DATASET, default flights; one entry per dataset, replaced by the next run of the same dataset).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 N="${1:-3}"
+walls=()
 for i in $(seq 1 "$N"); do
   dir="$(mktemp -d)/nightshift"
   git clone -q "$ROOT" "$dir"
@@ -33,4 +36,26 @@ for i in $(seq 1 "$N"); do
   [ -z "$left" ] || { echo "clone $i: processes left after make down:"; echo "$left"; exit 1; }
   echo "clone $i: make up ${wall} s ($((wall / 60)) min $((wall % 60)) s), banner, $(grep -c '^200 ' "$dir/check.log") URLs 200, secrets 0600 and out of the services' environments, make down left no process"
   rm -rf "$(dirname "$dir")"
+  walls+=("$wall")
 done
+python3 - "$ROOT/bench/results/startup.json" "${DATASET:-flights}" "${NIGHTSHIFT_SPEC_DIR:+own spec folder}" \
+  "$(git -C "$ROOT" rev-parse --short HEAD)" "${walls[@]}" <<'EOF'
+import json
+import os
+import platform
+import statistics
+import sys
+from datetime import date
+from pathlib import Path
+
+out, dataset, spec, commit = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+walls = [int(w) for w in sys.argv[5:]]
+data = json.loads(out.read_text()) if out.exists() else {}
+data.update({"command": "bash scripts/fresh_clones.sh [N]",
+             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"})
+data.setdefault("datasets", {})[dataset] = {
+    "make_up_seconds": walls, "make_up_seconds_median": statistics.median(walls), "clones": len(walls),
+    "spec": spec or "packaged", "commit": commit, "date": date.today().isoformat()}
+out.write_text(json.dumps(data, indent=2) + "\n")
+print(f"wrote {out}: {dataset} {walls}")
+EOF
