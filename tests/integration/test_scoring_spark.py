@@ -68,6 +68,8 @@ def expected(champion_home: Settings) -> pd.Series:
 def test_scoring_before_any_champion_fails_clearly(ingested: Settings) -> None:
     with pytest.raises(ValueError, match="nightshift-tiny has no champion yet"):
         score(Pipeline(ingested), D, run_id="manual__x", log=quiet)
+    # The Spark session started beside the champion look-up is stopped, not left running.
+    assert pyspark.SparkContext._active_spark_context is None
 
 
 def assert_scores_match(scored: dict[str, object], expected: pd.Series, threshold: float) -> None:
