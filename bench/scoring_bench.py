@@ -10,11 +10,10 @@ Stages (all on the same scaled Parquet and the same champion, one process, one m
 * publish_pg       jobs.publish into a fresh PostgreSQL store vs `psql \\copy` of the same rows
 * spark_udf_jdbc   what most users would write: mlflow.pyfunc.spark_udf + Spark's JDBC writer
                    (then, timed apart, the primary key a lookup needs on the table it wrote)
-* cold             the headline: both paths as users run them, each in a fresh process with its own
-                   Spark session, timed from launch until the rows are stored: `nightshift score`
-                   (score + publish) and the spark_udf + JDBC script; alternating rounds
 * floor            no framework at all: scored in this process and streamed straight into the store
                    (the COPY overlaps the scoring), key built, switched: the least this machine needs
+Both paths as users run them, each a fresh process (`nightshift score`, the floor and the spark_udf +
+JDBC script), are timed by bench/score_cold_bench.py, which uses this file's pieces.
 Every stage also reports the core-seconds the whole machine was busy during it (PostgreSQL and the
 JVM included), from /proc/stat. The JDBC stage needs the PostgreSQL JDBC driver
 (Debian: `apt-get install libpostgresql-jdbc-java`). Writes bench/results/scoring.json.
@@ -401,37 +400,20 @@ def timed_process(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
     return out
 
 
-def cold_rounds(home: Path, rows: int, rounds: int) -> dict[str, Any]:
-    """Alternating rounds of both paths, each a fresh process timed from launch to the rows stored."""
-    out: list[dict[str, Any]] = []
-    for r in range(rounds):
-        ours_env = {**os.environ, "NIGHTSHIFT_STORE_URL": new_pg_db("nsbench_cold")}
-        ours = timed_process([sys.executable, "-m", "ops.cli", "score", "--run-id", f"cold-{r}"], ours_env)
-        base = timed_process([sys.executable, str(Path(__file__).resolve()), "--home", str(home), "--rows", str(rows),
-                      "--baseline-child"], {**os.environ})
-        out.append({"ours": ours, "spark_udf_jdbc": base, "speedup": round(base["seconds"] / ours["seconds"], 2)})
-        log(str(out[-1]))
-    med = {k: float(np.median([x[k]["seconds"] for x in out])) for k in ("ours", "spark_udf_jdbc")}
-    return {"rows": rows, "rounds": out, "ours_seconds_median": med["ours"],
-            "spark_udf_jdbc_seconds_median": med["spark_udf_jdbc"],
-            "speedup_median": float(np.median([x["speedup"] for x in out]))}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", type=Path, default=ROOT / ".bench" / "scoring")
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--stages", default="inprocess,transfer,arrow_udf_transfer,map_in_arrow,map_in_pandas,"
-                                        "predict_batch_udf,arrow_udf,publish_pg,spark_udf_jdbc,floor,cold")
+                                        "predict_batch_udf,arrow_udf,publish_pg,spark_udf_jdbc,floor")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scoring.json")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of the cold stage")
     ap.add_argument("--baseline-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.baseline_child:
         baseline_child(args.home.resolve(), args.rows)
         return
     stages = args.stages.split(",")
-    if {"spark_udf_jdbc", "cold"} & set(stages) and not Path(JDBC_JAR).exists():
+    if "spark_udf_jdbc" in stages and not Path(JDBC_JAR).exists():
         sys.exit(f"the spark_udf_jdbc stage needs the PostgreSQL JDBC driver at {JDBC_JAR} "
                  "(Debian: apt-get install libpostgresql-jdbc-java); or leave the stage out with --stages")
     home = args.home.resolve()
@@ -461,7 +443,7 @@ def main() -> None:
         results["inprocess"] = with_cpu(inprocess, settings, model["bundle_dir"], work / "inprocess.parquet")
         log(str(results["inprocess"]))
     spark = None
-    spark_stages = [s for s in stages if s not in ("inprocess", "publish_pg", "floor", "cold")]
+    spark_stages = [s for s in stages if s not in ("inprocess", "publish_pg", "floor")]
     if spark_stages or "publish_pg" in stages:
         if "spark_udf_jdbc" in stages:
             os.environ["PYSPARK_SUBMIT_ARGS"] = f"--jars {JDBC_JAR} pyspark-shell"
@@ -523,9 +505,6 @@ def main() -> None:
         log("no framework: scored in this process, streamed into the store")
         results["floor"] = with_cpu(floor, settings, model)
         log(str(results["floor"]))
-    if "cold" in stages:
-        log("cold end to end: nightshift score vs the spark_udf + JDBC script, fresh processes, alternating")
-        results["cold_end_to_end"] = cold_rounds(home, args.rows, args.rounds)
     ratios: dict[str, Any] = {}
     if "inprocess" in results:
         inproc = results["inprocess"]["rows_per_s"]
@@ -541,8 +520,6 @@ def main() -> None:
     if "publish_pg" in results:
         p = results["publish_pg"]
         ratios["publish_ratio_vs_copy"] = round(p["publish_rows_per_s"] / p["psql_copy_rows_per_s"], 3)
-    if "cold_end_to_end" in results:  # the headline: what users see, run after run
-        ratios["speedup_vs_spark_udf_jdbc"] = results["cold_end_to_end"]["speedup_median"]
     if "end_to_end" in results and "spark_udf_jdbc" in results:
         ratios["speedup_vs_spark_udf_jdbc_in_one_warm_session"] = round(
             results["end_to_end"]["rows_per_s"] / results["spark_udf_jdbc"]["rows_per_s"], 2)
