@@ -138,7 +138,7 @@ def score(ctx: Pipeline, day: date | None, *, run_id: str, log: Callable[[str], 
             os.replace(tmp, archive)
         spark.sparkContext.addArchive(str(archive))
         # The whole dataset folder when scoring it all: the same plan read 365 day folders given one by
-        # one at half the rate (bench/results/scoring_rounds.json).
+        # one at half the rate, measured when this was chosen.
         source = ([str(settings.offline_dir / spec.name)] if spec.scoring.scope == "all" else
                   [str(offline.partition_dir(settings.offline_dir, spec.name, d)) for d in days])
         columns = list(dict.fromkeys([spec.entity_key, *spec.raw_inputs]))

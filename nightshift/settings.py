@@ -111,8 +111,8 @@ class Settings(BaseSettings):
     # auto: bf16 on CUDA (scores stay within 0.01 of fp32, tests/integration/test_realtime_cuda.py), fp32 on CPU.
     realtime_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     realtime_max_batch: int = Field(64, ge=1)  # most rows one forward pass takes
-    # Longest a row waits for others to fill a batch: 2 ms won every delay curve on 2 cores at 64
-    # clients (1.07-1.48x the rows/s of delay 0, with lower p50 and p99; BENCHMARKS.md).
+    # Longest a row waits for others to fill a batch: 2 ms did best of the delays tried on 2 cores at
+    # 64 clients (BENCHMARKS.md, Real-time: the delay curve).
     realtime_max_delay_ms: float = Field(2.0, ge=0, le=1000)
     # Where batches run: "process": each model in its own child process (the event loop keeps only
     # the HTTP work, however slow the model); "loop": on the event loop. BENCHMARKS.md compares them.
@@ -121,8 +121,8 @@ class Settings(BaseSettings):
     realtime_max_body_bytes: int = Field(1_000_000, ge=1024)  # larger request bodies get a 413, unread
     realtime_max_string_chars: int = Field(200, ge=1)  # longest text value (open-set categorical) in a row
     # PyTorch threads for CPU inference. Batches of a few dozen rows gain nothing from more: the
-    # extra threads spin on the cores the event loop and the clients need (1 thread: 8-35% more
-    # rows/s than PyTorch's default of one per core, 2 cores, BENCHMARKS.md).
+    # extra threads spin on the cores the event loop and the clients need (1 thread gave more rows/s
+    # than PyTorch's default of one per core on 2 cores, measured when this was chosen).
     realtime_cpu_threads: int = Field(1, ge=1)
     realtime_poll_seconds: float = Field(10.0, gt=0)  # how often the endpoint looks for a new champion
     realtime_shadow: bool = False  # score a copy of the traffic with the challenger, off the request path

@@ -3,7 +3,7 @@
 Airflow imports this module at start-up when it is on the path; `infra/local/stack.sh` puts this
 folder on PYTHONPATH for the scheduler only. LocalExecutor workers, and the task processes they
 fork, then start with the heavy third-party libraries already imported instead of importing them
-again for every task (2-4 s a task on 2 cores; BENCHMARKS.md, replay). Nightshift's own modules are
+again for every task (2-4 s a task on 2 cores, measured when this was chosen). Nightshift's own modules are
 not preloaded, so an edited job runs as edited without restarting the scheduler.
 """
 
