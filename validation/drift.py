@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 SCORE = "__score__"  # the model's score column beside the features
+NUM_METHOD = "wasserstein"  # Evidently's normed Wasserstein distance, for numeric columns and SCORE
+CAT_METHOD = "jensenshannon"  # Evidently's Jensen-Shannon distance, for categorical columns
 
 
 @dataclass(frozen=True)
@@ -70,12 +73,12 @@ def check(reference: pd.DataFrame, current: pd.DataFrame, *, numeric: list[str],
     # Distances, named rather than left to Evidently: its own pick turns to p-value tests when the
     # reference has 1000 rows or fewer (a young champion's short training window).
     report = Report([
-        DataDriftPreset(columns=features, drift_share=feature_share, num_method="wasserstein",
-                        num_threshold=num_threshold, cat_method="jensenshannon", cat_threshold=cat_threshold),
-        ValueDrift(column=SCORE, method="wasserstein", threshold=prediction_threshold),
+        DataDriftPreset(columns=features, drift_share=feature_share, num_method=NUM_METHOD,
+                        num_threshold=num_threshold, cat_method=CAT_METHOD, cat_threshold=cat_threshold),
+        ValueDrift(column=SCORE, method=NUM_METHOD, threshold=prediction_threshold),
     ], include_tests=True)
-    snapshot = report.run(Dataset.from_pandas(_as_kinds(current[columns], categorical), data_definition=definition),
-                          Dataset.from_pandas(_as_kinds(reference[columns], categorical), data_definition=definition))
+    snapshot = report.run(Dataset.from_pandas(as_kinds(current[columns], categorical), data_definition=definition),
+                          Dataset.from_pandas(as_kinds(reference[columns], categorical), data_definition=definition))
     found = _column_drifts(snapshot.dict())
     out = DriftReport(rows=len(current), reference_rows=len(reference),
                       columns={c: found[c] for c in features if c in found}, prediction=found.get(SCORE))
@@ -90,13 +93,35 @@ def check(reference: pd.DataFrame, current: pd.DataFrame, *, numeric: list[str],
     return out
 
 
-def _as_kinds(frame: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
-    # Categories as text (None stays missing): Evidently must not read codes as numbers.
+def as_kinds(frame: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
+    """A copy with the categorical columns as text, as `check` hands them to Evidently.
+
+    Categories as text (None stays missing): Evidently must not read codes as numbers.
+    """
     frame = frame.copy()
     for col in categorical:
         frame[col] = frame[col].astype(object).where(frame[col].notna(), None).map(
             lambda v: v if v is None else str(v))
     return frame
+
+
+def column_distance(reference: pd.Series, current: pd.Series, *, categorical: bool) -> float:
+    """The distance `check` reports for one column, without building a Report (about 1 ms, not 100s of ms).
+
+    Evidently's own registered test (NUM_METHOD or CAT_METHOD), called as its ValueDrift calls it:
+    infinities and missing values dropped from both sides first. Categorical series must already be
+    text (`as_kinds`). tests/unit/test_drift_calibration.py checks it against `check`'s scores.
+    """
+    from evidently.legacy.calculations.stattests.registry import get_registered_stattest
+    from evidently.legacy.core import ColumnType
+
+    kind = ColumnType.Categorical if categorical else ColumnType.Numerical
+    ref, cur = (s.replace([-np.inf, np.inf], np.nan).dropna() for s in (reference, current))
+    if ref.empty or cur.empty:
+        raise ValueError(f"column {reference.name!r} has no values in the {'reference' if ref.empty else 'current'} "
+                         "rows: nothing to compare")
+    test = get_registered_stattest(CAT_METHOD if categorical else NUM_METHOD, kind)
+    return float(test(ref, cur, kind, None).drift_score)
 
 
 def _column_drifts(result: dict[str, Any]) -> dict[str, ColumnDrift]:
