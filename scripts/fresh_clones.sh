@@ -11,9 +11,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 N="${1:-3}"
 walls=()
+commits=()
 for i in $(seq 1 "$N"); do
   dir="$(mktemp -d)/nightshift"
   git clone -q "$ROOT" "$dir"
+  commits+=("$(git -C "$dir" rev-parse --short HEAD)")
   start=$SECONDS
   if ! (cd "$dir" && make up > up.log 2>&1); then
     echo "clone $i: make up FAILED after $((SECONDS - start)) s; see $dir/up.log"; tail -n 30 "$dir/up.log"; exit 1
@@ -39,7 +41,7 @@ for i in $(seq 1 "$N"); do
   walls+=("$wall")
 done
 python3 - "$ROOT/bench/results/startup.json" "${DATASET:-flights}" "${NIGHTSHIFT_SPEC_DIR:+own spec folder}" \
-  "$(git -C "$ROOT" rev-parse --short HEAD)" "${walls[@]}" <<'EOF'
+  "$(IFS=,; echo "${commits[*]}")" "${walls[@]}" <<'EOF'
 import json
 import os
 import platform
@@ -55,7 +57,7 @@ data.update({"command": "bash scripts/fresh_clones.sh [N]",
              "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"})
 data.setdefault("datasets", {})[dataset] = {
     "make_up_seconds": walls, "make_up_seconds_median": statistics.median(walls), "clones": len(walls),
-    "spec": spec or "packaged", "commit": commit, "date": date.today().isoformat()}
+    "spec": spec or "packaged", "commits": commit.split(","), "date": date.today().isoformat()}
 out.write_text(json.dumps(data, indent=2) + "\n")
 print(f"wrote {out}: {dataset} {walls}")
 EOF
