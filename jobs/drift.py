@@ -15,10 +15,13 @@ decision (validation/drift_policy.py) says whether to retrain and why.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,16 +31,20 @@ import pandas as pd
 
 from jobs.context import Pipeline
 from nightshift import drifthistory, offline, predlog, predstore
-from nightshift.metrics import auc_and_log_loss
 from nightshift.runctx import drift_run_id
 from nightshift.settings import Settings
 from nightshift.spec import DatasetSpec
 from registry import aliases
 from registry.tracking import model_uri
 from validation.drift import SCORE, DriftReport, check
-from validation.drift_policy import DriftDecision, DriftPolicy, Window, auc_standard_error, decide, performance_drifted
+from validation.drift_calibration import MIN_SAMPLES, Calibration, PooledAUC, calibrate, pooled_auc_drop
+from validation.drift_policy import DriftDecision, DriftPolicy, Window, decide, performance_drifted
 
 from .train import windows_of
+
+DAY = "__day__"  # a reference row's day: calibration compares the reference's days with each other
+FRACTION = "__fraction__"  # in the cached reference: the share of each day's rows it kept
+CALIBRATION_ARTIFACT = "drift_calibration.json"  # stored on the champion's run
 
 
 def policy_of(settings: Settings) -> DriftPolicy:
@@ -56,8 +63,59 @@ def features_of(spec: DatasetSpec, frame: pd.DataFrame) -> pd.DataFrame:
     return frame[[f.name for f in spec.monitored]].reset_index(drop=True)
 
 
-def reference(ctx: Pipeline, version: str, model: Any) -> pd.DataFrame:
-    """A sample of the rows the version was trained on, with its scores; cached per version."""
+def reference_rows(spec: DatasetSpec, settings: Settings, window: pd.DataFrame,
+                   score: Callable[[pd.DataFrame], np.ndarray]) -> tuple[pd.DataFrame, float]:
+    """(the monitored features, scores and day of a training window's rows, the share of rows kept).
+
+    Every day is kept whole, or, when the window holds more than drift_reference_rows rows, every day
+    is sampled at one share (seeded), so each day of the reference stays a day's worth of rows.
+    """
+    fraction = min(1.0, settings.drift_reference_rows / max(len(window), 1))
+    if fraction < 1.0:
+        window = window.groupby(window[spec.date_column].astype(str), group_keys=False, sort=True).sample(
+            frac=fraction, random_state=settings.seed)
+    window = window.reset_index(drop=True)
+    out = features_of(spec, window)
+    out[SCORE] = np.asarray(score(window[spec.raw_inputs]), dtype=float)
+    out[DAY] = window[spec.date_column].astype(str).to_numpy()
+    return out, fraction
+
+
+def calibrate_reference(spec: DatasetSpec, settings: Settings, ref: pd.DataFrame,
+                        fraction: float) -> tuple[Calibration, str]:
+    """(the thresholds calibrated on the reference's own days, in words); with fewer than MIN_SAMPLES
+    days, too few to calibrate on, the fixed thresholds of settings (fixed_thresholds) instead."""
+    numeric = [f.name for f in spec.monitored if f.kind == "numeric"]
+    categorical = [f.name for f in spec.monitored if f.kind == "categorical"]
+    days = int(ref[DAY].nunique())
+    if days < MIN_SAMPLES:
+        return fixed_thresholds(settings, numeric, categorical), (
+            f"fixed thresholds: the reference has {days} day(s), calibration needs {MIN_SAMPLES}")
+    cal = calibrate(ref, DAY, numeric=numeric, categorical=categorical, score_column=SCORE,
+                    quantile=settings.drift_quantile, seed=settings.seed, row_fraction=fraction)
+    return cal, (f"thresholds calibrated on {cal.samples} reference days at q={cal.quantile:g} "
+                 f"(a stationary day exceeds each with chance {cal.expected_rate:.3f})")
+
+
+def fixed_thresholds(settings: Settings, numeric: list[str], categorical: list[str]) -> Calibration:
+    """The settings' fixed thresholds in a Calibration's shape (samples 0), judged by the same rule.
+
+    Data drifts at a share of drifted features of drift_feature_share or more; no worst-feature rule.
+    """
+    return Calibration(
+        thresholds={**{c: settings.drift_num_threshold for c in numeric},
+                    **{c: settings.drift_cat_threshold for c in categorical}},
+        share=settings.drift_feature_share - 1e-9, worst=math.inf, score=settings.drift_prediction_threshold,
+        quantile=0.0, samples=0, expected_rate=math.nan, rows_per_sample=0, numeric=tuple(numeric),
+        categorical=tuple(categorical), score_column=SCORE, day_column=None, seed=settings.seed, library="fixed")
+
+
+def reference(ctx: Pipeline, version: str, model: Any) -> tuple[pd.DataFrame, Calibration, str]:
+    """The rows the version was trained on (reference_rows) and their calibration; cached per version.
+
+    The calibration is also stored with the version (artifact drift_calibration.json of its run), so a
+    verdict can be reproduced; a stored one is used as it is.
+    """
     client, name, spec, settings = ctx.client, ctx.model_name, ctx.spec, ctx.settings
     mv = client.get_model_version(name, version)
     params = client.get_run(str(mv.run_id)).data.params
@@ -68,19 +126,40 @@ def reference(ctx: Pipeline, version: str, model: Any) -> pd.DataFrame:
     fingerprint = mv.tags.get("data_fingerprint", "x")
     cache = settings.home / "drift" / spec.name / f"reference-v{version}-{fingerprint}-{rows}.parquet"
     if cache.exists():
-        return pd.read_parquet(cache)
-    frame, _ = offline.read_days(settings.offline_dir, spec.name, train_days)
-    if frame.empty:
-        raise ValueError(f"the training window of {name} v{version} ({train_days[0]}..{train_days[-1]}) is not in "
-                         "the offline store any more: ingest it again to judge drift against this champion")
-    frame = frame.sample(n=min(rows, len(frame)), random_state=settings.seed).reset_index(drop=True)
-    out = features_of(spec, frame)
-    out[SCORE] = np.asarray(model.predict(frame[spec.raw_inputs]), dtype=float)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{uuid.uuid4().hex}.tmp")
-    out.to_parquet(tmp, index=False)
-    os.replace(tmp, cache)
-    return out
+        ref = pd.read_parquet(cache)
+    else:
+        frame, _ = offline.read_days(settings.offline_dir, spec.name, train_days)
+        if frame.empty:
+            raise ValueError(f"the training window of {name} v{version} ({train_days[0]}..{train_days[-1]}) is not "
+                             "in the offline store any more: ingest it again to judge drift against this champion")
+        ref, fraction = reference_rows(spec, settings, frame, model.predict)
+        ref.attrs = {}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        ref.assign(**{FRACTION: fraction}).to_parquet(tmp, index=False)
+        os.replace(tmp, cache)
+    fraction = float(ref[FRACTION].iloc[0]) if FRACTION in ref and len(ref) else 1.0
+    ref = ref.drop(columns=[FRACTION], errors="ignore")
+    stored = _stored_calibration(client, str(mv.run_id))
+    if stored is not None:
+        return ref, stored, (f"thresholds calibrated on {stored.samples} reference days at q={stored.quantile:g}, "
+                             f"stored with v{version}")
+    cal, how = calibrate_reference(spec, settings, ref, fraction)
+    if cal.samples:
+        client.log_text(str(mv.run_id), cal.to_json(), CALIBRATION_ARTIFACT)
+    return ref, cal, how
+
+
+def _stored_calibration(client: Any, run_id: str) -> Calibration | None:
+    """The calibration stored with a version's run, or None (none stored, or an older format)."""
+    if CALIBRATION_ARTIFACT not in [a.path for a in client.list_artifacts(run_id)]:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        text = Path(client.download_artifacts(run_id, CALIBRATION_ARTIFACT, tmp)).read_text()
+    try:
+        return Calibration.from_json(text)
+    except (ValueError, TypeError):
+        return None
 
 
 def served_scores(ctx: Pipeline, day: date, keys: list[str]) -> tuple[dict[str, float], str | None, str]:
@@ -109,50 +188,87 @@ def served_scores(ctx: Pipeline, day: date, keys: list[str]) -> tuple[dict[str, 
     return {}, None, "no kept snapshot scored it with a model trained before that day"
 
 
-def performance(ctx: Pipeline, data_date: date, policy: DriftPolicy, champion: str) -> dict[str, Any]:
-    """The served model's AUC on the label day against its holdout AUC; `note` says why when not judged.
+def judge_performance(days: list[tuple[np.ndarray, np.ndarray]], holdout_auc: float, settings: Settings,
+                      policy: DriftPolicy) -> tuple[PooledAUC, bool]:
+    """(the pooled served AUC against the holdout AUC, severe): `days` are (labels, served scores),
+    newest first, all served by the champion; pooled until each class has drift_min_labels rows."""
+    pooled = pooled_auc_drop(days, holdout_auc, min_per_class=settings.drift_min_labels, z=settings.drift_auc_z,
+                             min_drop=policy.auc_drop)
+    if pooled.lower_bound is None:
+        return pooled, False
+    return pooled, performance_drifted(pooled.lower_bound, policy)[1]
 
-    Judged only when the champion served that day: a drop of a model replaced since is no reason to
-    retrain the one that replaced it.
+
+def performance(ctx: Pipeline, data_date: date, policy: DriftPolicy, champion: str) -> dict[str, Any]:
+    """The champion's served AUC on its newest labelled days against its holdout AUC; `note` says why when
+    not judged.
+
+    From the label day back (at most drift_window_days days), the days the champion served are pooled
+    until each class has drift_min_labels labels; the drop counts only when its lower confidence bound
+    clears the policy's bar. Days served by an earlier model are not pooled: a drop of a model replaced
+    since is no reason to retrain the one that replaced it.
     """
     spec, settings, client, name = ctx.spec, ctx.settings, ctx.client, ctx.model_name
-    day = data_date - timedelta(days=settings.label_delay_days)
-    out: dict[str, Any] = {"label_date": day, "served_model_version": None, "served_rows": None,
+    label_day = data_date - timedelta(days=settings.label_delay_days)
+    out: dict[str, Any] = {"label_date": label_day, "served_model_version": None, "served_rows": None,
                            "served_auc": None, "auc_se": None, "holdout_auc": None, "auc_drop": None,
                            "performance_drift": None, "severe": False}
-    try:
-        frame = offline.read_partition(settings.offline_dir, spec.name, day)
-    except FileNotFoundError:
-        return {**out, "note": f"no partition for label day {day} yet"}
-    y = offline.labels(spec, frame)
-    labelled = ~np.isnan(y)
-    if not labelled.any():
-        return {**out, "note": f"no labels for {day} yet"}
-    keys = frame.loc[labelled, spec.entity_key].astype(str).tolist()
-    scores, version, source = served_scores(ctx, day, keys)
-    have = [k in scores for k in keys]
-    y_served = y[labelled][have]
-    p_served = np.array([scores[k] for k in keys if k in scores])
-    out.update(served_model_version=version, served_rows=int(len(p_served)))
-    if version is not None and version != champion:
-        return {**out, "note": f"{day} was served by v{version}, replaced since by champion v{champion}"}
-    if len(p_served) < settings.drift_min_rows:
-        return {**out, "note": f"{len(p_served)} of {day}'s {len(keys)} labelled rows were served ({source}); "
-                               f"needs {settings.drift_min_rows}"}
-    if y_served.min() == y_served.max():
-        return {**out, "note": f"{day}'s served rows have one class only"}
-    auc = auc_and_log_loss(y_served, p_served)[0]
-    positives = int(y_served.sum())
-    se = auc_standard_error(auc, positives, len(y_served) - positives)
-    out.update(served_auc=auc, auc_se=se)
-    holdout = client.get_model_version(name, version).tags.get("holdout_auc") if version else None
+    holdout = client.get_model_version(name, champion).tags.get("holdout_auc")
     if holdout is None:
-        return {**out, "note": f"v{version} has no holdout AUC recorded"}
-    out["holdout_auc"] = float(holdout)
-    out["auc_drop"] = float(holdout) - auc
-    out["performance_drift"], out["severe"] = performance_drifted(out["auc_drop"], se, policy)
-    return {**out, "note": f"served AUC of v{version} on {day} ({source}, {len(p_served)} rows): {auc:.3f} "
-                           f"± {se:.3f} vs holdout {float(holdout):.3f}"}
+        return {**out, "note": f"v{champion} has no holdout AUC recorded"}
+    days: list[tuple[np.ndarray, np.ndarray]] = []
+    stop = ""
+    for back in range(settings.drift_window_days):
+        day = label_day - timedelta(days=back)
+        try:
+            frame = offline.read_partition(settings.offline_dir, spec.name, day)
+        except FileNotFoundError:
+            stop = f"no partition for {day}"
+            break
+        y = offline.labels(spec, frame)
+        labelled = ~np.isnan(y)
+        keys = frame.loc[labelled, spec.entity_key].astype(str).tolist()
+        scores, version, source = served_scores(ctx, day, keys) if keys else ({}, None, "no labels")
+        if version is not None and version != champion:
+            stop = f"{day} was served by v{version}, replaced since by champion v{champion}"
+            break
+        if not scores:
+            stop = f"nothing served for {day} ({source})"
+            break
+        have = np.array([k in scores for k in keys])
+        days.append((y[labelled][have], np.array([scores[k] for k in keys if k in scores])))
+        out["served_model_version"] = version
+        if min(sum(int(d[0].sum()) for d in days), sum(int((d[0] == 0).sum()) for d in days)) \
+                >= settings.drift_min_labels:
+            break
+    if not days:
+        return {**out, "note": f"performance not judged: {stop}"}
+    pooled, severe = judge_performance(days, float(holdout), settings, policy)
+    out.update(served_rows=pooled.positives + pooled.negatives, served_auc=pooled.auc, auc_se=pooled.standard_error,
+               holdout_auc=float(holdout), auc_drop=pooled.drop, performance_drift=pooled.drifted, severe=severe)
+    first = label_day - timedelta(days=pooled.days - 1)
+    note = f"v{champion} on {first}..{label_day}: {pooled.note}"
+    return {**out, "note": note + (f" (pooling stopped: {stop})" if stop and pooled.drifted is None else "")}
+
+
+def judge_day(spec: DatasetSpec, settings: Settings, policy: DriftPolicy, ref: pd.DataFrame, current: pd.DataFrame,
+              calibration: Calibration, html: Path | None = None) -> DriftReport:
+    """Data and prediction drift of a day's rows against the reference, by the calibration's thresholds
+    (Evidently's report drawn with them too)."""
+    found = check(ref, current, numeric=list(calibration.numeric), categorical=list(calibration.categorical),
+                  feature_share=policy.feature_share, num_threshold=settings.drift_num_threshold,
+                  cat_threshold=settings.drift_cat_threshold, prediction_threshold=policy.prediction_threshold,
+                  min_rows=settings.drift_min_rows, html=html,
+                  per_column_threshold={**calibration.thresholds, SCORE: calibration.score or math.inf})
+    distances = {c: d.score for c, d in found.columns.items()}
+    if found.prediction is not None:
+        distances[SCORE] = found.prediction.score
+    day = calibration.judge(distances)
+    found.share, found.share_threshold = day.share, calibration.share if calibration.samples else None
+    found.columns = {c: replace(d, drifted=c in day.drifted) for c, d in found.columns.items()}
+    if found.data_drift is not None:
+        found.data_drift, found.prediction_drift = day.data_drift, day.prediction_drift
+    return found
 
 
 def check_drift(ctx: Pipeline, data_date: date, *, run_id: str = "cli", log: Any = print) -> dict[str, Any]:
@@ -177,17 +293,14 @@ def check_drift(ctx: Pipeline, data_date: date, *, run_id: str = "cli", log: Any
         raise ValueError(f"{exc}: ingest {data_date} before checking its drift") from exc
 
     model = mlflow.pyfunc.load_model(model_uri(name, champion))
-    ref = reference(ctx, champion, model)
+    ref, calibration, thresholds = reference(ctx, champion, model)
+    if calibration.row_fraction < 1:  # as large as the reference's days
+        raw = raw.sample(frac=calibration.row_fraction, random_state=settings.seed).reset_index(drop=True)
     current = features_of(spec, raw)
     current[SCORE] = np.asarray(model.predict(raw[spec.raw_inputs]), dtype=float)
-    numeric = [f.name for f in spec.monitored if f.kind == "numeric"]
-    categorical = [f.name for f in spec.monitored if f.kind == "categorical"]
     with tempfile.TemporaryDirectory() as tmp:
         html = Path(tmp) / "drift_report.html"
-        found = check(ref, current, numeric=numeric, categorical=categorical,
-                      feature_share=policy.feature_share, num_threshold=settings.drift_num_threshold,
-                      cat_threshold=settings.drift_cat_threshold, prediction_threshold=policy.prediction_threshold,
-                      min_rows=settings.drift_min_rows, html=html)
+        found = judge_day(spec, settings, policy, ref, current, calibration, html=html)
         perf = performance(ctx, data_date, policy, champion)
         engine = ctx.engine
         past = drifthistory.recent(engine, dataset=spec.name, model_version=champion, before=data_date,
@@ -233,7 +346,7 @@ def check_drift(ctx: Pipeline, data_date: date, *, run_id: str = "cli", log: Any
         "override": decision.override,
         "reason": reason, "report_uri": report_uri, "triggered_run_id": triggered})
     log(f"drift of {spec.name} {data_date} against champion v{champion}: {found.rows} rows vs "
-        f"{found.reference_rows} reference rows")
+        f"{found.reference_rows} reference rows; {thresholds}")
     for line in [*decision.reasons, perf["note"], *unjudged]:
         log(f"  {line}")
     log(f"report: {report_uri}")
@@ -252,12 +365,12 @@ def _figures(found: DriftReport, perf: dict[str, Any]) -> dict[str, str]:
     out = {}
     if found.data_drift is not None:
         top = ", ".join(c.describe() for c in found.drifted[:4]) or "none"
-        out["data"] = f"{len(found.drifted)}/{len(found.columns)} features drifted ({top})"
+        bar = f"; drifts above {found.share_threshold:.3f}" if found.share_threshold is not None else ""
+        out["data"] = f"{len(found.drifted)}/{len(found.columns)} features beyond their thresholds ({top}{bar})"
     if found.prediction is not None and found.prediction_drift is not None:
-        out["prediction"] = f"score distance {found.prediction.score:.3f} (threshold {found.prediction.threshold:g})"
+        out["prediction"] = f"score distance {found.prediction.score:.3f} (threshold {found.prediction.threshold:.3g})"
     if perf["auc_drop"] is not None:
-        out["performance"] = (f"served AUC {perf['served_auc']:.3f} on {perf['label_date']} vs holdout "
-                              f"{perf['holdout_auc']:.3f} (drop {perf['auc_drop']:.3f})")
+        out["performance"] = perf["note"]
     return out
 
 

@@ -38,6 +38,12 @@ def holdout_metrics(uri: str, spec: DatasetSpec, frame: pd.DataFrame, y: np.ndar
     `prior` (the training base rate) adds the log loss of always predicting it, the bar to beat.
     """
     p = np.asarray(mlflow.pyfunc.load_model(uri).predict(frame[spec.raw_inputs]), dtype=float)
+    return metrics_of(p, spec, frame, y, min_slice_rows, prior)
+
+
+def metrics_of(p: np.ndarray, spec: DatasetSpec, frame: pd.DataFrame, y: np.ndarray, min_slice_rows: int,
+               prior: float | None = None) -> HoldoutMetrics:
+    """`holdout_metrics` of scores already made (the backtest scores in memory)."""
     auc, ll = auc_and_log_loss(y, p)
     prior_ll = auc_and_log_loss(y, np.full(len(y), prior))[1] if prior is not None else None
     return HoldoutMetrics(auc, ll, prior_ll, slice_aucs(frame, spec.slices, y, p, min_slice_rows))

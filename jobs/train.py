@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -100,6 +101,56 @@ def retrain_due(ctx: Pipeline, data_date: date, *, reason: str = "", every_days:
     return True, f"champion v{champion} was trained for {trained_for}, {age} day(s) before"
 
 
+@dataclass
+class Fitted:
+    """Both models fitted on one window and scored on its holdout (what `train` logs and registers)."""
+
+    mlp: Any  # nightshift.model.MLPScorer
+    fit: Any  # nightshift.model.FitResult
+    baseline: Any  # nightshift.model.HGBScorer
+    mlp_auc: float
+    mlp_log_loss: float
+    baseline_auc: float
+    baseline_log_loss: float
+    baseline_seconds: float
+
+    @property
+    def train_seconds(self) -> float:
+        """Compute spent fitting both models."""
+        return float(self.fit.train_seconds + self.baseline_seconds)
+
+
+def fit_models(spec: DatasetSpec, settings: Settings, train_df: pd.DataFrame, y_train: np.ndarray,
+               holdout_df: pd.DataFrame, y_hold: np.ndarray, *, log: Any = print) -> Fitted:
+    """The MLP and the HistGradientBoosting baseline on the same training rows, scored on the same holdout.
+
+    No tracking: `train` logs the result to MLflow, the backtest (ops/backtest.py) uses it as it is.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from nightshift.model import HGBScorer, MLPScorer, fit_mlp
+
+    pre = Preprocessor.fit(spec, train_df)
+    num, cat = pre.transform(train_df)
+    fit = fit_mlp(num, cat, y_train, pre.cardinalities, max_epochs=settings.max_epochs,
+                  patience=settings.patience, batch_size=settings.batch_size, lr=settings.learning_rate,
+                  seed=settings.seed, device=settings.device, log=log)
+    mlp = MLPScorer(pre, fit.state_dict, fit.config, device="cpu")
+    auc, ll = auc_and_log_loss(y_hold, mlp.predict_proba(holdout_df))
+    log(f"MLP: holdout AUC {auc:.4f}, log loss {ll:.4f}, {fit.epochs} epochs in {fit.train_seconds:.1f}s "
+        f"on {fit.device}")
+    hgb = HistGradientBoostingClassifier(
+        max_iter=300, learning_rate=0.08, early_stopping=True, validation_fraction=0.1,
+        random_state=settings.seed, categorical_features=[num.shape[1] + j for j in range(cat.shape[1])] or None)
+    tb = time.perf_counter()
+    hgb.fit(HGBScorer.design(num, cat), y_train)
+    seconds = time.perf_counter() - tb
+    baseline = HGBScorer(pre, hgb)
+    b_auc, b_ll = auc_and_log_loss(y_hold, baseline.predict_proba(holdout_df))
+    log(f"baseline (HistGradientBoosting): holdout AUC {b_auc:.4f}, log loss {b_ll:.4f}")
+    return Fitted(mlp, fit, baseline, auc, ll, b_auc, b_ll, seconds)
+
+
 def train(ctx: Pipeline, data_date: date, *, actor: str = "cli", reason: str = "",
           log: Any = print) -> dict[str, Any]:
     """Train (or reuse) the candidate for data_date; returns a small reference: version and run ids."""
@@ -125,8 +176,6 @@ def train(ctx: Pipeline, data_date: date, *, actor: str = "cli", reason: str = "
 
     log(f"training {spec.name} for {data_date}: {len(train_df)} rows from {len(train_found)} day(s) "
         f"{train_found[0]}..{train_found[-1]}, holdout {len(holdout_df)} rows {hold_found[0]}..{hold_found[-1]}")
-    pre = Preprocessor.fit(spec, train_df)
-    num, cat = pre.transform(train_df)
     example = train_df[spec.raw_inputs].head(20)
     interval = f"{train_found[0]}..{hold_found[-1]}"
     tags = {"dataset": spec.name, "data_date": data_date.isoformat(), "data_interval": interval,
@@ -134,43 +183,26 @@ def train(ctx: Pipeline, data_date: date, *, actor: str = "cli", reason: str = "
     if reason:
         tags["trigger_reason"] = reason
 
-    from nightshift.model import HGBScorer, MLPScorer, fit_mlp
-
+    fitted = fit_models(spec, settings, train_df, y_train, holdout_df, y_hold, log=log)
+    fit = fitted.fit
     with mlflow.start_run(run_name=f"mlp {data_date}", experiment_id=ctx.experiment_id) as mlp_run:
         mlflow.set_tags({**tags, "model_kind": "mlp"})
         mlflow.log_params({**params, "train_rows": len(train_df), "holdout_rows": len(holdout_df)})
-        fit = fit_mlp(num, cat, y_train, pre.cardinalities, max_epochs=settings.max_epochs,
-                      patience=settings.patience, batch_size=settings.batch_size, lr=settings.learning_rate,
-                      seed=settings.seed, device=settings.device, log=log)
         for i, sec in enumerate(fit.epoch_seconds, start=1):
             mlflow.log_metric("epoch_seconds", sec, step=i)
-        mlp = MLPScorer(pre, fit.state_dict, fit.config, device="cpu")
-        auc, ll = auc_and_log_loss(y_hold, mlp.predict_proba(holdout_df))
-        mlflow.log_metrics({"holdout_auc": auc, "holdout_log_loss": ll, "best_val_log_loss": fit.best_val_loss,
-                            "epochs": fit.epochs, "best_epoch": fit.best_epoch, "train_seconds": fit.train_seconds,
+        mlflow.log_metrics({"holdout_auc": fitted.mlp_auc, "holdout_log_loss": fitted.mlp_log_loss,
+                            "best_val_log_loss": fit.best_val_loss, "epochs": fit.epochs,
+                            "best_epoch": fit.best_epoch, "train_seconds": fit.train_seconds,
                             "mean_epoch_seconds": float(np.mean(fit.epoch_seconds))})
         mlflow.set_tag("device", fit.device)
-        info = log_scorer(mlp, example)
-        log(f"MLP: holdout AUC {auc:.4f}, log loss {ll:.4f}, {fit.epochs} epochs in {fit.train_seconds:.1f}s "
-            f"on {fit.device}")
-
-    from sklearn.ensemble import HistGradientBoostingClassifier
+        info = log_scorer(fitted.mlp, example)
 
     with mlflow.start_run(run_name=f"baseline {data_date}", experiment_id=ctx.experiment_id) as base_run:
         mlflow.set_tags({**tags, "model_kind": "baseline"})
         mlflow.log_params(params)
-        n_num = num.shape[1]
-        hgb = HistGradientBoostingClassifier(
-            max_iter=300, learning_rate=0.08, early_stopping=True, validation_fraction=0.1,
-            random_state=settings.seed,
-            categorical_features=[n_num + j for j in range(cat.shape[1])] or None)
-        tb = time.perf_counter()
-        hgb.fit(HGBScorer.design(num, cat), y_train)
-        baseline = HGBScorer(pre, hgb)
-        b_auc, b_ll = auc_and_log_loss(y_hold, baseline.predict_proba(holdout_df))
-        mlflow.log_metrics({"holdout_auc": b_auc, "holdout_log_loss": b_ll, "train_seconds": time.perf_counter() - tb})
-        log_scorer(baseline, example)
-        log(f"baseline (HistGradientBoosting): holdout AUC {b_auc:.4f}, log loss {b_ll:.4f}")
+        mlflow.log_metrics({"holdout_auc": fitted.baseline_auc, "holdout_log_loss": fitted.baseline_log_loss,
+                            "train_seconds": fitted.baseline_seconds})
+        log_scorer(fitted.baseline, example)
 
     version = client.create_model_version(
         name, source=info.model_uri, run_id=mlp_run.info.run_id,

@@ -84,14 +84,23 @@ class Settings(BaseSettings):
     snapshot_retention: int = Field(5, ge=1)  # complete prediction snapshots kept (served one always kept)
 
     # Drift monitoring (the `drift` DAG); README "Drift" explains the defaults.
-    # Rows sampled from the champion's training window to compare each day with (distances are named
-    # in validation/drift.py, so a small sample does not switch Evidently to p-value tests).
-    drift_reference_rows: int = Field(20_000, ge=100)
-    drift_min_rows: int = Field(100, ge=1)  # a day with fewer rows (or labelled rows) is not judged
+    # The champion's training window, each day kept whole, or every day sampled at one share when the
+    # window holds more rows than this (judged days are then sampled alike).
+    drift_reference_rows: int = Field(100_000, ge=100)
+    drift_min_rows: int = Field(100, ge=1)  # a day with fewer rows is not judged
+    # Thresholds calibrated per champion (validation/drift_calibration.py): the quantile of each
+    # statistic's spread between the reference's own days, so a stationary day alarms on about 1 - q of them.
+    drift_quantile: float = Field(0.99, ge=0.5, lt=1)
+    # Fixed thresholds, only for a reference of fewer than 7 days (too few to calibrate on):
     drift_feature_share: float = Field(0.1, gt=0, le=1)  # share of drifted features that is data drift
     drift_num_threshold: float = Field(1.0, gt=0)  # normed Wasserstein distance of a numeric feature
     drift_cat_threshold: float = Field(0.2, gt=0, le=1)  # Jensen-Shannon distance of a categorical feature
     drift_prediction_threshold: float = Field(0.5, gt=0)  # normed Wasserstein distance of the scores
+    # Performance: served labels pooled back from the label day until each class has this many, then the
+    # drop below the holdout AUC counts only when its lower confidence bound (z standard errors) clears
+    # drift_auc_drop (severe: drift_severe_auc_drop).
+    drift_min_labels: int = Field(200, ge=10)
+    drift_auc_z: float = Field(1.645, gt=0)
     drift_auc_drop: float = Field(0.05, gt=0, lt=1)  # served AUC this far below holdout AUC: performance drift
     drift_severe_auc_drop: float = Field(0.10, gt=0, lt=1)  # this far: retrain even in the cooldown
     drift_window_days: int = Field(7, ge=1)  # n: daily windows looked at

@@ -156,8 +156,10 @@ class DatasetSettings(BaseModel):
                                            "many data days old; 0: only runs with a reason retrain (default 1).")
     min_slice_rows: int | None = Field(None, ge=1, description="Fewest holdout rows of a slice for the per-slice "
                                                                "gate to judge it (default 300).")
-    drift_min_rows: int | None = Field(None, ge=1, description="Fewest rows (and served labelled rows) of a day for "
-                                                               "drift to judge it (default 100).")
+    drift_min_rows: int | None = Field(None, ge=1, description="Fewest rows of a day for drift to judge it "
+                                                               "(default 100).")
+    drift_min_labels: int | None = Field(None, ge=10, description="Served labels of each class pooled, from the "
+                                         "label day back, before performance drift is judged (default 200).")
     drift_window_days: int | None = Field(None, ge=1, description="n: daily drift windows looked at (default 7).")
     drift_min_windows: int | None = Field(None, ge=1, description="k: of which this many must have drifted to "
                                                                   "retrain (default 3).")

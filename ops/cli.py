@@ -390,6 +390,53 @@ def replay(start: Annotated[str | None, typer.Argument(help="First data date (de
 
 
 @app.command()
+def backtest(start: Annotated[str, typer.Argument(help="First data date")],
+             end: Annotated[str, typer.Argument(help="Last data date")],
+             policy: Annotated[list[str] | None, typer.Option(
+                 help="A retraining policy, repeatable: never, weekly, nightly, drift, drift_weekly (default: all)")]
+             = None,
+             out: Annotated[Path, typer.Option(help="Folder for backtest.md, backtest.csv and backtest.png")]
+             = Path("docs/backtest"),
+             json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary and the "
+                                                                           "targets' figures as JSON here")] = None,
+             workers: Annotated[int, typer.Option(help="Policies run side by side, one process (and core) each")]
+             = 1) -> None:
+    """Replay start..end under each retraining policy, in this process, on the same data and code; compare them."""
+    _quiet()
+    import json
+
+    from jobs.ingest import ingest
+    from jobs.train import windows
+    from ops import backtest as bt
+
+    ctx = _ctx()
+    first, last = _day(start), _day(end)
+    policies = policy or list(bt.POLICIES)
+    try:
+        before, _ = windows(first, ctx.settings)
+        ingest(ctx, max(before[0], ctx.settings.schedule_start or before[0]), last, log=_log)
+        daily = bt.backtest(ctx.dataset, first, last, policies, workers=workers, log=_log)
+    except ValueError as exc:
+        _fail(exc)
+    command = (f"nightshift --dataset {ctx.dataset} backtest {first} {last}"
+               + "".join(f" --policy {p}" for p in (policy or [])) + f" --workers {workers}")
+    found = bt.write(daily, out, floor=ctx.spec.gates.min_auc, command=command,
+                     title=f"Backtest of {ctx.dataset} {first}..{last}: served AUC and trainings per retraining policy")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({"command": command, "dataset": ctx.dataset, "start": str(first),
+                                        "end": str(last), "seconds": round(daily.attrs["seconds"], 1),
+                                        "policy_seconds": daily.attrs["policy_seconds"], **found},
+                                       indent=2, default=str) + "\n")
+    _log(f"backtest of {len(policies)} polic{'y' if len(policies) == 1 else 'ies'} over {first}..{last} in "
+         f"{daily.attrs['seconds']:.0f} s: {out / 'backtest.md'}")
+    for key in ("drift_alarm_day_share", "drift_vs_nightly_auc", "drift_vs_nightly_retrain_share",
+                "worst_month_drift_vs_never"):
+        if found[key] is not None:
+            _log(f"  {key}: {found[key]}")
+
+
+@app.command()
 def score(day: Annotated[str | None, typer.Argument(help="Data date (needed for a scoring scope of one day)")] = None,
           run_id: Annotated[str | None, typer.Option(help="Scoring run id (a rerun of an id replaces its snapshot)")]
           = None) -> None:

@@ -32,7 +32,7 @@ class ColumnDrift:
     drifted: bool
 
     def describe(self) -> str:
-        return f"{self.column} {self.score:.3f} ({self.method} >= {self.threshold:g})" if self.drifted \
+        return f"{self.column} {self.score:.3f} ({self.method} > {self.threshold:.3g})" if self.drifted \
             else f"{self.column} {self.score:.3f}"
 
 
@@ -47,6 +47,7 @@ class DriftReport:
     data_drift: bool | None = None
     prediction_drift: bool | None = None
     share: float = 0.0
+    share_threshold: float | None = None  # the calibrated share beyond which data drifted (None: fixed rule)
     html: Path | None = None
 
     @property
@@ -57,11 +58,13 @@ class DriftReport:
 
 def check(reference: pd.DataFrame, current: pd.DataFrame, *, numeric: list[str], categorical: list[str],
           feature_share: float, num_threshold: float, cat_threshold: float, prediction_threshold: float,
-          min_rows: int, html: Path | None = None) -> DriftReport:
+          min_rows: int, html: Path | None = None, per_column_threshold: dict[str, float] | None = None
+          ) -> DriftReport:
     """Compare `current` with `reference` feature by feature and on the SCORE column; save the HTML.
 
     Both frames hold the feature columns and SCORE. With fewer than `min_rows` current rows the
     statistics are still reported but nothing is judged (data_drift and prediction_drift stay None).
+    `per_column_threshold` (calibrated thresholds, by column and SCORE) replaces the fixed ones where given.
     """
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
@@ -72,10 +75,12 @@ def check(reference: pd.DataFrame, current: pd.DataFrame, *, numeric: list[str],
     columns = [*features, SCORE]
     # Distances, named rather than left to Evidently: its own pick turns to p-value tests when the
     # reference has 1000 rows or fewer (a young champion's short training window).
+    per_column = per_column_threshold or {}
     report = Report([
         DataDriftPreset(columns=features, drift_share=feature_share, num_method=NUM_METHOD,
-                        num_threshold=num_threshold, cat_method=CAT_METHOD, cat_threshold=cat_threshold),
-        ValueDrift(column=SCORE, method=NUM_METHOD, threshold=prediction_threshold),
+                        num_threshold=num_threshold, cat_method=CAT_METHOD, cat_threshold=cat_threshold,
+                        per_column_threshold={c: t for c, t in per_column.items() if c in features} or None),
+        ValueDrift(column=SCORE, method=NUM_METHOD, threshold=per_column.get(SCORE, prediction_threshold)),
     ], include_tests=True)
     snapshot = report.run(Dataset.from_pandas(as_kinds(current[columns], categorical), data_definition=definition),
                           Dataset.from_pandas(as_kinds(reference[columns], categorical), data_definition=definition))

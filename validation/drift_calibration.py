@@ -5,9 +5,13 @@ every dataset and feature: a feature that wanders from day to day alarms often, 
 moves far enough. `calibrate` instead measures the spread between day-sized samples of the reference
 window (each sample against the rest, with the very distances `check` reports) and sets each
 threshold at a high quantile of that spread: per feature, for the share of features beyond their
-threshold, and for the score distance. A day alarms on a statistic only when it lies strictly above
-its threshold, so on a stationary stream each statistic alarms on about `expected_rate` of the days;
-the k-of-n rule and the cooldown of validation/drift_policy.py then act on those daily alarms.
+threshold, for the worst feature's distance relative to its threshold, and for the score distance.
+A day's data drifts when its share of features beyond their thresholds lies above the share's
+threshold (a broad shift) or its worst feature lies above the worst's threshold (one feature far
+off: a category mix collapsed, a unit changed); its scores drift when their distance lies above
+theirs. Always strictly above, so on a stationary stream each statistic alarms on about
+`expected_rate` of the days; the k-of-n rule and the cooldown of validation/drift_policy.py then act
+on those daily alarms.
 
 The thresholds sit at a conformal order statistic of the null values, not an interpolated quantile:
 with m samples the k-th smallest, k = ceil(q (m + 1)), exceeded by a new null day with probability
@@ -50,6 +54,7 @@ class Calibration:
 
     thresholds: dict[str, float]
     share: float
+    worst: float  # threshold of the largest feature distance relative to its own threshold
     score: float | None
     quantile: float
     samples: int
@@ -61,6 +66,7 @@ class Calibration:
     day_column: str | None  # None: samples were random draws of rows_per_sample rows
     seed: int
     library: str  # "evidently <version>": the distances come from its registered tests
+    row_fraction: float = 1.0  # the reference kept this share of each day's rows: judge days sampled alike
     methods: dict[str, str] = field(default_factory=lambda: {"numeric": NUM_METHOD, "categorical": CAT_METHOD})
     format: int = FORMAT
 
@@ -92,10 +98,12 @@ class Calibration:
         drifted = tuple(sorted((c for c in self.features if distances[c] > self.thresholds[c]),
                                key=lambda c: -distances[c] / max(self.thresholds[c], 1e-12)))
         share = len(drifted) / max(len(self.features), 1)
+        worst = max(distances[c] / max(self.thresholds[c], 1e-12) for c in self.features)
         prediction: bool | None = None
         if self.score is not None and self.score_column is not None and self.score_column in distances:
             prediction = distances[self.score_column] > self.score
-        return CalibratedDay(drifted=drifted, share=share, data_drift=share > self.share, prediction_drift=prediction)
+        data = share > self.share or worst > self.worst
+        return CalibratedDay(drifted=drifted, share=share, worst=worst, data_drift=data, prediction_drift=prediction)
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,7 @@ class CalibratedDay:
 
     drifted: tuple[str, ...]
     share: float
+    worst: float  # the largest feature distance relative to its threshold
     data_drift: bool
     prediction_drift: bool | None  # None when the calibration or the day has no score distance
 
@@ -119,7 +128,7 @@ def day_distances(reference: pd.DataFrame, current: pd.DataFrame, *, numeric: Se
 
 def calibrate(reference: pd.DataFrame, day_column: str | None, *, numeric: Sequence[str], categorical: Sequence[str],
               score_column: str | None = SCORE, day_rows: int | None = None, quantile: float = 0.99,
-              draws: int = 200, seed: int = 0) -> Calibration:
+              draws: int = 200, seed: int = 0, row_fraction: float = 1.0) -> Calibration:
     """Thresholds at `quantile` of each statistic's spread between day-sized samples of `reference`.
 
     With `day_column`, each day of the reference is one sample, compared with all the other days: the
@@ -128,6 +137,8 @@ def calibrate(reference: pd.DataFrame, day_column: str | None, *, numeric: Seque
     only sampling noise, for a reference that lost its days (a row sample of a training window).
     Each sample yields every feature's distance and the score distance; the share statistic counts the
     features beyond thresholds calibrated on the other samples, so it is not judged by its own values.
+    `row_fraction` records the share of each day's rows the reference kept (a sampled reference):
+    days judged against it must be sampled at that share, so that they are as large as the null samples.
     Deterministic: the same frame, arguments and seed give an equal Calibration.
     """
     import evidently
@@ -149,18 +160,20 @@ def calibrate(reference: pd.DataFrame, day_column: str | None, *, numeric: Seque
     thresholds = {c: _order_statistic(values[c], quantile) for c in features}
     # Each sample's share against thresholds calibrated without it: in-sample thresholds never lie
     # below the sample that set them, which would make the share's spread too narrow.
-    beyond = np.zeros(m)
+    beyond, worst = np.zeros(m), np.zeros(m)
     for c in features:
-        beyond += [values[c][i] > _order_statistic(np.delete(values[c], i), quantile) for i in range(m)]
+        others = np.array([_order_statistic(np.delete(values[c], i), quantile) for i in range(m)])
+        beyond += values[c] > others
+        worst = np.maximum(worst, values[c] / np.maximum(others, 1e-12))
     share = _order_statistic(beyond / max(len(features), 1), quantile)
     k = min(m, math.ceil(quantile * (m + 1)))
     return Calibration(
-        thresholds=thresholds, share=share,
+        thresholds=thresholds, share=share, worst=_order_statistic(worst, quantile),
         score=_order_statistic(values[score_column], quantile) if score_column else None,
         quantile=quantile, samples=m, expected_rate=1 - k / (m + 1),
         rows_per_sample=int(np.median([len(i) for i in samples])), numeric=tuple(numeric),
         categorical=tuple(categorical), score_column=score_column, day_column=day_column, seed=seed,
-        library=f"evidently {evidently.__version__}")
+        library=f"evidently {evidently.__version__}", row_fraction=row_fraction)
 
 
 @dataclass(frozen=True)

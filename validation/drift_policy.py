@@ -18,7 +18,7 @@ class DriftPolicy:
 
     feature_share: float = 0.1  # share of drifted features that makes a day's data drifted
     prediction_threshold: float = 0.5  # drift score of the day's scores
-    auc_drop: float = 0.05  # served AUC this far below the holdout AUC at promotion is performance drift
+    auc_drop: float = 0.05  # served AUC surely this far below the holdout AUC at promotion: performance drift
     severe_auc_drop: float = 0.10  # ... and this far is severe: it overrides the cooldown
     window_days: int = 7  # n: the daily windows looked at
     min_windows: int = 3  # k: how many of them must have drifted
@@ -59,11 +59,11 @@ def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
     return float(max(var, 0.0) / (positives * negatives)) ** 0.5
 
 
-def performance_drifted(auc_drop: float, standard_error: float, policy: DriftPolicy) -> tuple[bool, bool]:
-    """(drifted, severe): the drop passes the policy's bar and twice the AUC's standard error, so a
-    small day's noisy AUC does not count as a drop."""
-    noise = 2 * standard_error
-    return auc_drop >= max(policy.auc_drop, noise), auc_drop >= max(policy.severe_auc_drop, noise)
+def performance_drifted(lower_bound: float, policy: DriftPolicy) -> tuple[bool, bool]:
+    """(drifted, severe): the lower confidence bound of the served AUC's drop below the holdout AUC
+    (validation/drift_calibration.pooled_auc_drop) clears the policy's bar, and the severe one: a drop
+    counts only when the labels say with confidence that it is at least that large."""
+    return lower_bound > policy.auc_drop, lower_bound > policy.severe_auc_drop
 
 
 def held(windows: list[Window], today: date, check: str, policy: DriftPolicy) -> tuple[int, int]:

@@ -48,10 +48,10 @@ def test_each_check_fires_on_its_own_and_reasons_name_it() -> None:
     (DAY - timedelta(days=3), None, False),  # inside the cooldown
     (DAY - timedelta(days=6), 0.06, False),  # still inside; performance drift, but not severe
     (DAY - timedelta(days=7), None, True),  # the cooldown is over
-    (DAY - timedelta(days=2), 0.12, True),  # severe performance drift overrides it
+    (DAY - timedelta(days=2), 0.13, True),  # severe performance drift overrides it
 ])
 def test_cooldown(last: date, auc_drop: float | None, retrain: bool) -> None:
-    severe = auc_drop is not None and performance_drifted(auc_drop, 0.01, POLICY)[1]
+    severe = auc_drop is not None and performance_drifted(auc_drop - 0.02, POLICY)[1]  # bound: drop - 2 x 0.01
     out = decide(DAY, days(True, True, True), figures={}, severe=severe, last_retrain=last, policy=POLICY)
     assert out.retrain is retrain
     if not retrain:
@@ -66,15 +66,16 @@ def test_severe_drop_alone_fires_performance() -> None:
 
 
 @pytest.mark.parametrize(("drop", "positives", "negatives", "drifted", "severe"), [
-    (0.06, 300, 700, True, False),  # a big day: the policy's bars decide
-    (0.12, 300, 700, True, True),
-    (0.06, 20, 40, False, False),  # a small day: within twice the AUC's standard error, not a drop
+    (0.09, 300, 700, True, False),  # many labels: the drop is surely beyond 0.05, not surely beyond 0.10
+    (0.16, 300, 700, True, True),
+    (0.06, 300, 700, False, False),  # a drop, but not surely beyond the policy's 0.05
+    (0.09, 20, 40, False, False),  # few labels: the same drop is within the noise
     (0.30, 20, 40, True, True),
 ])
 def test_performance_drop_must_exceed_noise(drop: float, positives: int, negatives: int, drifted: bool,
                                             severe: bool) -> None:
     se = auc_standard_error(0.75, positives, negatives)
-    assert performance_drifted(drop, se, POLICY) == (drifted, severe)
+    assert performance_drifted(drop - 1.645 * se, POLICY) == (drifted, severe)
 
 
 def test_auc_standard_error_shrinks_with_rows() -> None:
