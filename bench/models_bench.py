@@ -5,9 +5,11 @@
 Trains through the nightly job's own `train` step (jobs/train.py: the MLP and the baseline on the same
 window, scored on the same holdout) in a fresh home, for each data date of a dataset: flights at the
 end of every month from March (2013-12-30, its window's last day, for December), tiny on four dates of
-its three months, mpls_stops (the second real dataset) at the end of every month from April 2017. Reads each run's holdout AUC, epochs and seconds per epoch from MLflow and writes
-bench/results/models.json: per date the two AUCs and the gap (MLP - baseline), and per dataset the
-median gap (`mlp_gap_median_<dataset>`; `mlp_gap_median_second` repeats the second real dataset's). The measure every change to the network is judged by.
+its three months, mpls_stops (the second real dataset) at the end of every month from April 2017. Reads
+each run's holdout AUC, epochs and seconds per epoch from MLflow and writes bench/results/models.json:
+per date the two AUCs and the gap (MLP - baseline), and per dataset the median gap
+(`mlp_gap_median_<dataset>`; `mlp_gap_median_second` repeats the second real dataset's). The measure
+every change to the network is judged by.
 """
 
 from __future__ import annotations

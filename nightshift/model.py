@@ -1,5 +1,5 @@
-"""The PyTorch model (category embeddings + scaled numerics -> MLP), its seeded training loop, and the
-scorers (MLP and the HistGradientBoosting baseline) with the one forward pass every consumer uses."""
+"""The PyTorch model (category embeddings + periodic embeddings of scaled numerics -> MLP), its seeded training
+loop, and the scorers (MLP and the HistGradientBoosting baseline) with the one forward pass every consumer uses."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ class CategoryStats(nn.Module):
 
     def __init__(self, cardinality: int) -> None:
         super().__init__()
+        self.table: torch.Tensor
         self.register_buffer("table", torch.zeros(cardinality, 2))
 
     def fit(self, codes: np.ndarray, y: np.ndarray, smoothing: float = 20.0) -> None:
@@ -58,7 +59,7 @@ class CategoryStats(nn.Module):
         self.table.copy_(torch.as_tensor(np.stack([log_count, logit], axis=1), dtype=torch.float32))
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.table[codes]  # type: ignore[no-any-return]
+        return self.table[codes]
 
 
 class TabularMLP(nn.Module):
@@ -115,6 +116,11 @@ class TabularMLP(nn.Module):
         return self.mlp(torch.cat(parts, dim=1)).squeeze(1)  # logits
 
 
+# Periodic embeddings of the numerics, kept after measuring (bench/models_bench.py, two seeds): the median holdout
+# AUC gap to the baseline rose by ~0.004 on flights and ~0.008 on mpls_stops; sigma 1.0 was unstable on tiny.
+PLR = {"kind": "plr", "n_frequencies": 24, "sigma": 0.1, "d": 8}
+
+
 @dataclass
 class FitResult:
     """What training produced and how long it took."""
@@ -141,10 +147,13 @@ def pick_device(wanted: str = "auto") -> torch.device:
 def fit_mlp(num: np.ndarray, cat: np.ndarray, y: np.ndarray, cardinalities: list[int], *,
             val_fraction: float = 0.1, max_epochs: int = 30, patience: int = 3,
             batch_size: int = 1024, lr: float = 2e-3, seed: int = 13, device: str = "auto",
-            log: Any = print, numeric_embedding: dict[str, Any] | None = None, category_stats: bool = False,
+            log: Any = print, numeric_embedding: dict[str, Any] | None = PLR, category_stats: bool = False,
             schedule: str = "constant", min_epochs: int = 0, weight_decay: float = 1e-4,
             hidden: tuple[int, ...] = (128, 64), dropout: float = 0.1) -> FitResult:
     """Train with early stopping on the newest rows; mixed precision (bf16) on CUDA.
+
+    The numerics go through PLR embeddings by default (`numeric_embedding=None`: the plain MLP);
+    `category_stats` and an LR `schedule` ("cosine", "onecycle") are measured options, off by default.
 
     Rows come in time order, and the newest `val_fraction` of them is the validation split: that is
     what the model will face next (on the flights summer this beat a random split by up to 0.05 AUC,
@@ -165,6 +174,7 @@ def fit_mlp(num: np.ndarray, cat: np.ndarray, y: np.ndarray, cardinalities: list
                        numeric_embedding=numeric_embedding, category_stats=category_stats)
     if model.category_stats is not None:
         for j, stats in enumerate(model.category_stats):
+            assert isinstance(stats, CategoryStats)
             stats.fit(cat[tr_idx, j], y[tr_idx])
     model = model.to(dev)
     config = dict(model.config)
