@@ -1,4 +1,5 @@
-"""Dataset specs: the shipped specs load (and mpls_stops' loader gives what its spec says), and a broken spec is refused with a message that says why."""
+"""Dataset specs: the shipped specs load (and mpls_stops' loader gives what its spec says), and a broken
+spec is refused with a message that says why."""
 
 from __future__ import annotations
 
