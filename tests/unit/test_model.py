@@ -58,3 +58,48 @@ def test_cuda_mixed_precision_matches_cpu_quality() -> None:
     p_cpu = MLPScorer(Identity(), cpu.state_dict, cpu.config, device="cpu").predict_proba((num, cat))
     assert not np.isnan(p_gpu).any()
     assert abs(auc(y, p_gpu) - auc(y, p_cpu)) < 0.02
+
+
+def plain_pre() -> object:
+    from nightshift.features import Preprocessor
+
+    return Preprocessor(numeric=["a", "b", "c"], categorical=["u", "v"],
+                        medians={"a": 0.0, "b": 0.0, "c": 0.0}, means={"a": 0.0, "b": 0.0, "c": 0.0},
+                        stds={"a": 1.0, "b": 1.0, "c": 1.0}, vocab={"u": list("abcd"), "v": list("abcd")})
+
+
+@pytest.mark.parametrize("options", [
+    {"numeric_embedding": {"kind": "plr", "n_frequencies": 8, "sigma": 0.1, "d": 4}},
+    {"category_stats": True},
+    {"schedule": "cosine", "min_epochs": 4},
+])
+def test_options_learn_and_round_trip_through_a_bundle(tmp_path, options) -> None:  # type: ignore[no-untyped-def]
+    from nightshift.model import load_bundle, save_bundle
+
+    num, cat, y = data()
+    fit = fit_mlp(num, cat, y, [5, 5], max_epochs=6, device="cpu", log=lambda *_: None, **options)
+    scorer = MLPScorer(plain_pre(), fit.state_dict, fit.config, device="cpu")
+    p = scorer.scores(num, cat)
+    assert auc(y, p) > 0.75
+    save_bundle(tmp_path / "b", scorer)
+    loaded = load_bundle(tmp_path / "b", device="cpu")
+    assert isinstance(loaded, MLPScorer)
+    np.testing.assert_allclose(loaded.scores(num, cat), p, rtol=1e-5, atol=1e-6)
+
+
+def test_a_bundle_saved_before_the_options_loads_as_the_plain_mlp(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from nightshift.model import TabularMLP, load_bundle
+
+    torch.manual_seed(0)
+    old = TabularMLP(3, [5, 5])
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "preprocessor.json").write_text(plain_pre().to_json())  # type: ignore[attr-defined]
+    torch.save({"config": {"n_numeric": 3, "cardinalities": [5, 5]}, "state_dict": old.state_dict()},
+               folder / "mlp.pt")
+    loaded = load_bundle(folder, device="cpu")
+    assert isinstance(loaded, MLPScorer) and loaded.model.numeric_embedding is None
+    num, cat, _ = data(50)
+    with torch.inference_mode():
+        want = torch.sigmoid(old.eval()(torch.as_tensor(num), torch.as_tensor(cat))).numpy()
+    np.testing.assert_allclose(loaded.scores(num, cat), want, rtol=1e-5, atol=1e-6)

@@ -1,4 +1,5 @@
-"""Dataset specs: both shipped specs load, and a broken spec is refused with a message that says why."""
+"""Dataset specs: the shipped specs load (and mpls_stops' loader gives what its spec says), and a broken
+spec is refused with a message that says why."""
 
 from __future__ import annotations
 
@@ -10,12 +11,26 @@ import yaml
 from nightshift.spec import load_spec
 
 
-@pytest.mark.parametrize("name", ["flights", "tiny"])
+@pytest.mark.parametrize("name", ["flights", "tiny", "mpls_stops"])
 def test_shipped_specs_load(name: str) -> None:
     spec = load_spec(name)
     assert spec.name == name
     assert spec.entity_key in spec.stored_columns and spec.target.column in spec.stored_columns
     assert set(spec.slices) <= set(spec.categorical)
+
+
+def test_mpls_stops_loader_matches_its_spec() -> None:
+    from nightshift.spec import resolve
+
+    spec = load_spec("mpls_stops")
+    assert spec.source.loader is not None
+    frame = resolve(spec.source.loader)()
+    assert set(spec.stored_columns) <= set(frame.columns)
+    assert len(frame) == 43_699 and frame[spec.entity_key].is_unique
+    assert frame[spec.date_column].min() == "2017-01-01" and frame[spec.date_column].max() == "2017-12-31"
+    assert frame[spec.target.column].notna().all() and 0.1 < frame[spec.target.column].mean() < 0.14
+    per_day = frame.groupby(spec.date_column).size()
+    assert per_day.min() >= spec.expectations.min_rows and per_day.max() <= spec.expectations.max_rows
 
 
 def test_unknown_dataset_lists_the_known_ones():
