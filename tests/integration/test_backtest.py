@@ -2,7 +2,7 @@
 the same days, from the CLI, with their table, chart and figures.
 
 Each policy does what it says (never: only the first champion; nightly: a candidate every day; weekly:
-when the champion is a week old; drift: only when drift holds, never twice within the cooldown), the
+when the champion is a week old; drift: only when drift holds, at most twice within the cooldown), the
 gates decide each candidate, and retraining on drift serves better than never retraining once March
 has drifted.
 """
@@ -53,7 +53,8 @@ def test_five_policies_on_the_same_days(settings: Settings, tmp_path: Path) -> N
     retrains = drift[drift["trigger"] == "drift"]
     assert (drift["trigger"].isin(["first", "drift", ""]) | drift["trigger"].isna()).all()
     assert retrains["retrain_on_drift"].all() and len(retrains) >= 1
-    assert retrains["data_date"].diff().dropna().min() >= pd.Timedelta(days=7)
+    for day in retrains["data_date"]:  # the cooldown; severe performance drift overrides it once
+        assert retrains["data_date"].between(day, day + pd.Timedelta(days=6)).sum() <= 2
     assert (retrains["data_date"] >= pd.Timestamp("2013-03-01")).any()
     assert not drift[drift["data_date"] < pd.Timestamp("2013-02-21")]["retrain_on_drift"].any()
     march = daily[daily["data_date"] >= pd.Timestamp("2013-03-15")].groupby("policy")["served_auc"].mean()
