@@ -114,7 +114,7 @@ def reference(ctx: Pipeline, version: str, model: Any) -> tuple[pd.DataFrame, Ca
     """The rows the version was trained on (reference_rows) and their calibration; cached per version.
 
     The calibration is also stored with the version (artifact drift_calibration.json of its run), so a
-    verdict can be reproduced; a stored one is used as it is.
+    verdict can be reproduced; a stored one is used as it is, unless drift_quantile has changed since.
     """
     client, name, spec, settings = ctx.client, ctx.model_name, ctx.spec, ctx.settings
     mv = client.get_model_version(name, version)
@@ -133,7 +133,6 @@ def reference(ctx: Pipeline, version: str, model: Any) -> tuple[pd.DataFrame, Ca
             raise ValueError(f"the training window of {name} v{version} ({train_days[0]}..{train_days[-1]}) is not "
                              "in the offline store any more: ingest it again to judge drift against this champion")
         ref, fraction = reference_rows(spec, settings, frame, model.predict)
-        ref.attrs = {}
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{uuid.uuid4().hex}.tmp")
         ref.assign(**{FRACTION: fraction}).to_parquet(tmp, index=False)
@@ -141,7 +140,7 @@ def reference(ctx: Pipeline, version: str, model: Any) -> tuple[pd.DataFrame, Ca
     fraction = float(ref[FRACTION].iloc[0]) if FRACTION in ref and len(ref) else 1.0
     ref = ref.drop(columns=[FRACTION], errors="ignore")
     stored = _stored_calibration(client, str(mv.run_id))
-    if stored is not None:
+    if stored is not None and stored.quantile == settings.drift_quantile:
         return ref, stored, (f"thresholds calibrated on {stored.samples} reference days at q={stored.quantile:g}, "
                              f"stored with v{version}")
     cal, how = calibrate_reference(spec, settings, ref, fraction)

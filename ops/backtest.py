@@ -98,14 +98,77 @@ class Days:
 
 
 @dataclass
+class Candidate:
+    """The models trained for one data date: the same for every policy that trains on that day."""
+
+    day: date
+    mlp: Any  # nightshift.model.MLPScorer
+    baseline: Any  # nightshift.model.HGBScorer
+    holdout_auc: float
+    prior: float  # the training base rate
+    seconds: float  # fitting both models, one core
+
+
+def train_candidate(spec: DatasetSpec, settings: Settings, days: Days, day: date) -> Candidate | None:
+    """Both models for `day` (jobs.train.fit_models); None when the window has too few days to train."""
+    from jobs.train import fit_models, windows
+
+    train_wanted, holdout_wanted = windows(day, settings)
+    train_df, y_train, found = days.labelled(train_wanted)
+    holdout_df, y_hold, hold_found = days.labelled(holdout_wanted)
+    if len(found) < settings.min_train_days or not hold_found or len(np.unique(y_hold)) < 2:
+        return None
+    t0 = time.perf_counter()
+    fitted = fit_models(spec, settings, train_df, y_train, holdout_df, y_hold, log=lambda *_: None)
+    return Candidate(day, fitted.mlp, fitted.baseline, fitted.mlp_auc, float(y_train.mean()),
+                     time.perf_counter() - t0)
+
+
+class Candidates:
+    """Candidates by data date, trained once, whichever policy asks first (or ahead, in parallel)."""
+
+    def __init__(self, spec: DatasetSpec, settings: Settings, days: Days) -> None:
+        self.spec, self.settings, self.days = spec, settings, days
+        self.trained: dict[date, Candidate | None] = {}
+
+    def get(self, day: date) -> Candidate | None:
+        if day not in self.trained:
+            self.trained[day] = train_candidate(self.spec, self.settings, self.days, day)
+        return self.trained[day]
+
+    def prefetch(self, dataset: str, wanted: list[date], workers: int) -> None:
+        """Train every day of `wanted` in `workers` processes (one core each), in chunks of days."""
+        chunks = [wanted[i:i + 8] for i in range(0, len(wanted), 8)]
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_one_thread) as pool:
+            for got in pool.map(_train_chunk, [(dataset, chunk) for chunk in chunks]):
+                self.trained.update(got)
+
+
+def _train_chunk(args: tuple[str, list[date]]) -> dict[date, Candidate | None]:
+    from jobs.train import windows
+
+    dataset, chunk = args
+    spec, settings = _dataset(dataset)
+    days = Days(spec, settings, windows(chunk[0], settings)[0][0], chunk[-1])
+    return {day: train_candidate(spec, settings, days, day) for day in chunk}
+
+
+def _dataset(dataset: str) -> tuple[DatasetSpec, Settings]:
+    from nightshift.settings import get_settings
+
+    base = get_settings()
+    spec = base.spec(dataset)
+    return spec, base.for_dataset(spec)
+
+
+@dataclass
 class Outcome:
-    """One trained candidate and what the gates said."""
+    """One policy's candidate and what the gates said."""
 
     version: int
     promoted: bool
-    reasons: list[str]
     seconds: float
-    champion: Champion
+    holdout_auc: float
 
 
 @dataclass
@@ -116,6 +179,7 @@ class PolicyRun:
     spec: DatasetSpec
     settings: Settings
     days: Days
+    candidates: Candidates
     log: Callable[[str], None]
     champion: Champion | None = None
     versions: int = 0
@@ -126,33 +190,28 @@ class PolicyRun:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def train(self, day: date) -> Outcome | None:
-        """A candidate for `day` through the gates; None when the window has too few days to train."""
+        """The candidate for `day` through the gates against this policy's champion; None when the window
+        has too few days to train."""
         from jobs.evaluate import metrics_of, policy_for
-        from jobs.train import fit_models, windows
+        from jobs.train import windows
         from registry.gates import Smoke, decide
 
-        spec, settings = self.spec, self.settings
-        train_wanted, holdout_wanted = windows(day, settings)
-        train_df, y_train, found = self.days.labelled(train_wanted)
-        holdout_df, y_hold, hold_found = self.days.labelled(holdout_wanted)
-        if len(found) < settings.min_train_days or not hold_found or len(np.unique(y_hold)) < 2:
+        made = self.candidates.get(day)
+        if made is None:
             return None
-        t0 = time.perf_counter()
-        fitted = fit_models(spec, settings, train_df, y_train, holdout_df, y_hold, log=lambda *_: None)
-        seconds = time.perf_counter() - t0
+        spec, settings = self.spec, self.settings
+        holdout_df, y_hold, _ = self.days.labelled(windows(day, settings)[1])
         rows = settings.min_slice_rows
-        candidate = metrics_of(fitted.mlp.predict_proba(holdout_df), spec, holdout_df, y_hold, rows,
-                               float(y_train.mean()))
-        baseline = metrics_of(fitted.baseline.predict_proba(holdout_df), spec, holdout_df, y_hold, rows)
+        candidate = metrics_of(made.mlp.predict_proba(holdout_df), spec, holdout_df, y_hold, rows, made.prior)
+        baseline = metrics_of(made.baseline.predict_proba(holdout_df), spec, holdout_df, y_hold, rows)
         current = (metrics_of(self.champion.scorer.predict_proba(holdout_df), spec, holdout_df, y_hold, rows)
                    if self.champion else None)
         decision = decide(validation_passed=True, candidate=candidate, champion=current, baseline=baseline,
                           smoke=Smoke(loaded=True, rows=settings.smoke_rows), policy=policy_for(spec, settings))
         self.versions += 1
-        made = Champion(self.versions, day, fitted.mlp, candidate.auc)
         if decision.promote:
-            self.champion = made
-        return Outcome(self.versions, decision.promote, decision.failures, seconds, made)
+            self.champion = Champion(self.versions, day, made.mlp, candidate.auc)
+        return Outcome(self.versions, decision.promote, made.seconds, candidate.auc)
 
     def drift(self, day: date, raw: pd.DataFrame) -> dict[str, Any]:
         """The drift check of `day` against the champion, and the retrain decision (jobs.drift's steps)."""
@@ -248,32 +307,25 @@ class PolicyRun:
                    rejected=row["rejected"] + int(not outcome.promoted),
                    trigger=(row["trigger"] + " " + trigger).strip())
         self.log(f"{self.policy.name} {day}: {trigger} candidate v{outcome.version} "
-                 f"{'promoted' if outcome.promoted else 'rejected'} (holdout AUC {outcome.champion.holdout_auc:.3f})")
+                 f"{'promoted' if outcome.promoted else 'rejected'} (holdout AUC {outcome.holdout_auc:.3f})")
         return outcome
 
 
-def run_policy(dataset: str, start: date, end: date, name: str, log: Callable[[str], None] = print) -> pd.DataFrame:
+def run_policy(run: PolicyRun, start: date, end: date) -> pd.DataFrame:
     """One policy over start..end: a row per day (served AUC, trainings, gate outcomes, drift figures)."""
-    from jobs.train import windows
     from nightshift import offline
-    from nightshift.settings import get_settings
 
-    base = get_settings()
-    spec = base.spec(dataset)
-    settings = base.for_dataset(spec)
-    first_train, _ = windows(start, settings)
-    run = PolicyRun(POLICIES[name], spec, settings, Days(spec, settings, first_train[0], end), log)
     t0 = time.perf_counter()
     for day in offline.days(start, end):
         run.step(day)
     out = pd.DataFrame(run.rows)
     out.attrs["seconds"] = time.perf_counter() - t0
-    log(f"{name}: {len(out)} days in {out.attrs['seconds']:.0f} s")
+    run.log(f"{run.policy.name}: {len(out)} days in {out.attrs['seconds']:.0f} s")
     return out
 
 
 def _one_thread() -> None:
-    """One policy on one core: its trainings are small, and the policies run side by side."""
+    """One training on one core: the models are small, and the days train side by side."""
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -281,30 +333,37 @@ def _one_thread() -> None:
     threadpool_limits(1)
 
 
-def _run(args: tuple[str, date, date, str]) -> pd.DataFrame:
-    return run_policy(*args)
-
-
 def backtest(dataset: str, start: date, end: date, policies: list[str], *, workers: int = 1,
              log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Every policy over start..end (in `workers` processes); their daily rows, one frame."""
+    """Every policy over start..end, on the same candidates; their daily rows, one frame.
+
+    A candidate depends only on its data date (the window before it, the seed, the code), so each is
+    trained once and every policy that trains on that day gets it; each policy's gates judge it
+    against that policy's own champion. With a nightly policy every day gets one: they are trained
+    ahead, in `workers` processes.
+    """
+    from jobs.train import windows
+    from nightshift import offline
+
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
         raise ValueError(f"unknown policy {', '.join(unknown)}: choose from {', '.join(POLICIES)}")
     if end < start:
         raise ValueError(f"END {end} is before START {start}")
     t0 = time.perf_counter()
-    if workers > 1:  # the costliest first, so it never waits for a free worker at the end
-        order = sorted(policies, key=lambda p: (POLICIES[p].every_days != 1, POLICIES[p].every_days == 0))
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_one_thread) as pool:
-            done = dict(zip(order, pool.map(_run, [(dataset, start, end, p) for p in order]), strict=True))
-        frames = [done[p] for p in policies]
-    else:
-        _one_thread()
-        frames = [run_policy(dataset, start, end, p, log=log) for p in policies]
+    _one_thread()
+    spec, settings = _dataset(dataset)
+    days = Days(spec, settings, windows(start, settings)[0][0], end)
+    candidates = Candidates(spec, settings, days)
+    if workers > 1 and any(POLICIES[p].every_days == 1 for p in policies):
+        candidates.prefetch(dataset, offline.days(start, end), workers)
+        log(f"trained {sum(c is not None for c in candidates.trained.values())} candidates in "
+            f"{time.perf_counter() - t0:.0f} s ({workers} processes)")
+    frames = [run_policy(PolicyRun(POLICIES[p], spec, settings, days, candidates, log), start, end)
+              for p in policies]
     out = pd.concat(frames, ignore_index=True)
     out.attrs["seconds"] = time.perf_counter() - t0
-    out.attrs["policy_seconds"] = {p: f.attrs.get("seconds") for p, f in zip(policies, frames, strict=True)}
+    out.attrs["policy_seconds"] = {p: round(f.attrs["seconds"], 1) for p, f in zip(policies, frames, strict=True)}
     return out
 
 

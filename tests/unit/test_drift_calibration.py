@@ -133,6 +133,16 @@ def test_injected_shift_is_caught_within_k_days(reference: pd.DataFrame, calibra
     assert retrains and before <= retrains[0] <= before + POLICY.min_windows - 1
 
 
+def test_one_feature_far_off_is_data_drift_though_the_share_is_not(reference: pd.DataFrame,
+                                                                   calibration: Calibration) -> None:
+    """A category mix collapsed to one value: one feature of five, within the share's null spread, but
+    far beyond its own threshold: the worst-feature statistic makes it data drift on every such day."""
+    days = stream(5, 5, START + timedelta(days=REFERENCE_DAYS), carrier_shares=[0.0, 0.0, 1.0])
+    for verdict in judged(calibration, reference, days):
+        assert verdict.drifted[0] == "carrier" and verdict.share <= calibration.share
+        assert verdict.worst > calibration.worst and verdict.data_drift
+
+
 def test_same_seed_same_calibration_and_json_round_trip(reference: pd.DataFrame, calibration: Calibration) -> None:
     assert calibrate(reference, "day", numeric=NUMERIC, categorical=CATEGORICAL) == calibration
     assert Calibration.from_json(calibration.to_json()) == calibration
