@@ -2,7 +2,7 @@
 through `nightly`, `drift` and `scoring` with dag.test(), then its chart and table.
 
 It shows the loop: no champion and no failure before the window has enough days, then a first
-champion; quiet days that never retrain; drift (judged by `drift` runs on the real partitions)
+champion; quiet days that never retrain (and rarely alarm); drift (judged by `drift` runs on the real partitions)
 triggering `nightly` runs that exist in Airflow with the reason in their conf; candidates that carry
 that reason; gates that decide; a rerun of a drift run triggering nothing; and served models that
 beat the first champion, never retrained, once March has drifted.
@@ -34,11 +34,14 @@ def test_three_month_replay_shows_the_loop(airflow_home: Path, settings: Setting
     days = pd.read_csv(out / "replay.csv", parse_dates=["data_date"])
     assert len(days) == 90 and days["data_date"].is_monotonic_increasing
     judged = days[days["model_version"].notna()]
-    # The first champion comes as soon as the training window has min_train_days (5) days.
-    assert judged["data_date"].min() == pd.Timestamp("2013-01-12")
-    # Until Feb 20 the data is like January's: no data drift. From Feb 21 it drifts by design.
+    # Candidates come once the training window has min_train_days (5) days, on Jan 12; the first champion
+    # as soon as the gates pass one.
+    assert pd.Timestamp("2013-01-12") <= judged["data_date"].min() <= pd.Timestamp("2013-01-20")
+    # Until Feb 20 the data is like January's: no drift retrain, and data drift only as often as the
+    # calibration expects of stationary days (a young champion's 8..21 reference days: 1 in 9..22 per
+    # statistic). From Feb 21 it drifts by design.
     before = days[days["data_date"] < pd.Timestamp("2013-02-21")]
-    assert not before["data_drift"].eq(True).any()
+    assert before["data_drift"].eq(True).sum() <= 3 and not before["retrain"].eq(True).any()
     after = days[days["data_date"] >= pd.Timestamp("2013-02-21")]
     assert after["data_drift"].eq(True).sum() >= 10
     retrains = days[days["retrain"].eq(True)]

@@ -1,8 +1,9 @@
 """The drift job on the tiny dataset with a real champion, MLflow store and SQL store (SQLite, PostgreSQL).
 
 Drift is injected into real partitions: a shifted numeric feature (which moves the scores too) and a
-new category mix, judged by thresholds calibrated on the champion's own training days. Unchanged days never retrain; the cooldown holds
-unless served performance collapses; a label day without labels skips the performance check.
+new category mix, judged by thresholds calibrated on the champion's own training days. Unchanged days
+never retrain; the cooldown holds unless served performance collapses; a label day without labels
+skips the performance check.
 """
 
 from __future__ import annotations
