@@ -428,7 +428,7 @@ def write(daily: pd.DataFrame, out_dir: Path, *, floor: float, title: str, comma
     daily.to_csv(out_dir / "backtest.csv", index=False, float_format="%.4f")
     summary, months = summarise(daily, floor), monthly(daily)
     found = targets(summary, months)
-    chart(daily, months, out_dir / "backtest.png", floor=floor, title=title)
+    chart(daily, out_dir / "backtest.png", floor=floor, title=title)
     lines = [f"Made by `{command}` ({daily.attrs.get('seconds', 0):.0f} s).", "",
              "| policy | what it does | mean served AUC | days below the floor | retrains | promoted | rejected "
              "| training compute (s) | data drift days / judged | drift retrains |",
@@ -450,7 +450,7 @@ def write(daily: pd.DataFrame, out_dir: Path, *, floor: float, title: str, comma
             .to_dict(orient="records"), **found}
 
 
-def chart(daily: pd.DataFrame, months: pd.DataFrame, path: Path, *, floor: float, title: str) -> None:
+def chart(daily: pd.DataFrame, path: Path, *, floor: float, title: str) -> None:
     """Top: each policy's served AUC (28-day mean); bottom: its trainings, cumulative."""
     import matplotlib
 
