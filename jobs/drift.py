@@ -241,7 +241,7 @@ def performance(ctx: Pipeline, data_date: date, policy: DriftPolicy, champion: s
                 >= settings.drift_min_labels:
             break
     if not days:
-        return {**out, "note": f"performance not judged: {stop}"}
+        return {**out, "note": stop}
     pooled, severe = judge_performance(days, float(holdout), settings, policy)
     out.update(served_rows=pooled.positives + pooled.negatives, served_auc=pooled.auc, auc_se=pooled.standard_error,
                holdout_auc=float(holdout), auc_drop=pooled.drop, performance_drift=pooled.drifted, severe=severe)
