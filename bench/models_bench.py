@@ -9,7 +9,8 @@ its three months, mpls_stops (the second real dataset) at the end of every month
 each run's holdout AUC, epochs and seconds per epoch from MLflow and writes bench/results/models.json:
 per date the two AUCs and the gap (MLP - baseline), and per dataset the median gap
 (`mlp_gap_median_<dataset>`; `mlp_gap_median_second` repeats the second real dataset's). The measure
-every change to the network is judged by.
+every change to the network is judged by. Beside it, the family `train` registered under the spec's
+`model_family` and that candidate's gap (`candidate_gap_median_<dataset>`): what the gates and users get.
 """
 
 from __future__ import annotations
@@ -62,16 +63,21 @@ def measure(dataset: str, dates: list[date]) -> dict[str, Any]:
     rows = []
     for day in dates:
         out = train(ctx, day, actor="bench", log=lambda *_: None)
-        mlp, base = client.get_run(out["run_id"]).data, client.get_run(out["baseline_run_id"]).data
+        mlp, base = client.get_run(out["mlp_run_id"]).data, client.get_run(out["baseline_run_id"]).data
         row = {"data_date": day.isoformat(), "auc_mlp": round(mlp.metrics["holdout_auc"], 4),
                "auc_baseline": round(base.metrics["holdout_auc"], 4),
                "gap": round(mlp.metrics["holdout_auc"] - base.metrics["holdout_auc"], 4),
+               "candidate": out["model_family"],
+               "candidate_gap": round(client.get_run(out["run_id"]).data.metrics["holdout_auc"]
+                                      - base.metrics["holdout_auc"], 4),
                "mlp_epochs": int(mlp.metrics["epochs"]),
                "mlp_epoch_seconds": round(mlp.metrics["mean_epoch_seconds"], 3),
                "baseline_train_seconds": round(base.metrics["train_seconds"], 2)}
         rows.append(row)
         log(f"{dataset} {day}: {row}")
     return {"dates": rows, "gap_median": round(statistics.median(r["gap"] for r in rows), 4),
+            "candidate_gap_median": round(statistics.median(r["candidate_gap"] for r in rows), 4),
+            "model_family": ctx.settings.model_family,
             "train_days": ctx.settings.train_days, "holdout_days": ctx.settings.holdout_days}
 
 
@@ -93,6 +99,7 @@ def main() -> None:
         found = measure(dataset, DATES[dataset][:args.dates or None])
         result[dataset] = found
         result[f"mlp_gap_median_{dataset}"] = found["gap_median"]
+        result[f"candidate_gap_median_{dataset}"] = found["candidate_gap_median"]
         if dataset == SECOND:
             result["mlp_gap_median_second"] = found["gap_median"]
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -59,10 +59,10 @@ def bench_train() -> None:
     ingest(Pipeline(s), date(2013, 1, 1), date(2013, 12, 31))
     out = train(Pipeline(s), DATA_DATE)
     client = MlflowClient(s.tracking_uri)
-    mlp, base = client.get_run(out["run_id"]).data.metrics, client.get_run(out["baseline_run_id"]).data.metrics
+    mlp, base = client.get_run(out["mlp_run_id"]).data.metrics, client.get_run(out["baseline_run_id"]).data.metrics
     merge({
         "data_date": DATA_DATE.isoformat(),
-        "train_rows": int(client.get_run(out["run_id"]).data.params["train_rows"]),
+        "train_rows": int(client.get_run(out["mlp_run_id"]).data.params["train_rows"]),
         "train_seconds_cpu": round(mlp["train_seconds"], 2),
         "epoch_seconds_cpu": round(mlp["mean_epoch_seconds"], 3),
         "epochs_cpu": int(mlp["epochs"]),

@@ -12,11 +12,12 @@ output and backfills replay history.
 * **ingest**: the day's partition into the offline store (Parquet, one partition per day)
 * **validate**: Great Expectations suite from the dataset spec; failure stops the run here and names
   every failed expectation (Data Docs in the log and in MLflow)
-* **train**: PyTorch MLP (CUDA when available) and a HistGradientBoosting baseline; the MLP becomes
-  registry version `challenger`. Trains when the run has a `reason` (runs that `drift` triggers do),
-  when there is no champion yet and the window has enough days, or when the champion was trained
-  `retrain_every_days` data days before or more (`NIGHTSHIFT_RETRAIN_EVERY_DAYS`, 1 = every night;
-  0 = only with a reason). Skipped otherwise, with evaluate and promote, the reason in the log
+* **train**: PyTorch MLP (CUDA when available) and a HistGradientBoosting baseline; the spec's
+  `model_family` (the MLP by default) becomes registry version `challenger`. Trains when the run has
+  a `reason` (runs that `drift` triggers do), when there is no champion yet and the window has
+  enough days, or when the champion was trained `retrain_every_days` data days before or more
+  (`NIGHTSHIFT_RETRAIN_EVERY_DAYS`, 1 = every night; 0 = only with a reason). Skipped otherwise,
+  with evaluate and promote, the reason in the log
 * **evaluate**: gates (floors, baseline, champion on the same holdout overall and per slice, smoke
   check in a fresh process); the decision and reasons are tagged on the version
 * **promote**: `champion` moves to the candidate, the old one keeps `previous`, and asset

@@ -66,6 +66,7 @@ def training_params(settings: Settings, data_date: date) -> dict[str, Any]:
         "holdout_days": settings.holdout_days, "max_epochs": settings.max_epochs,
         "patience": settings.patience, "batch_size": settings.batch_size,
         "learning_rate": settings.learning_rate, "seed": settings.seed, "val_split": "tail",
+        "model_family": settings.model_family,
     }
 
 
@@ -101,6 +102,9 @@ def retrain_due(ctx: Pipeline, data_date: date, *, reason: str = "", every_days:
     return True, f"champion v{champion} was trained for {trained_for}, {age} day(s) before"
 
 
+FAMILY_NAMES = {"mlp": "MLP", "gbdt": "HistGradientBoosting"}
+
+
 @dataclass
 class Fitted:
     """Both models fitted on one window and scored on its holdout (what `train` logs and registers)."""
@@ -118,6 +122,20 @@ class Fitted:
     def train_seconds(self) -> float:
         """Compute spent fitting both models."""
         return float(self.fit.train_seconds + self.baseline_seconds)
+
+    def family(self, setting: str) -> str:
+        """The family registered as the candidate under `model_family` (mlp, gbdt or best): with `best`,
+        the MLP unless the HistGradientBoosting model's holdout AUC is higher."""
+        if setting == "gbdt" or (setting == "best" and self.baseline_auc > self.mlp_auc):
+            return "gbdt"
+        return "mlp"
+
+    def scorer(self, family: str) -> Any:
+        """The fitted scorer of a family."""
+        return self.baseline if family == "gbdt" else self.mlp
+
+    def holdout_auc(self, family: str) -> float:
+        return self.baseline_auc if family == "gbdt" else self.mlp_auc
 
 
 def fit_models(spec: DatasetSpec, settings: Settings, train_df: pd.DataFrame, y_train: np.ndarray,
@@ -171,7 +189,9 @@ def train(ctx: Pipeline, data_date: date, *, actor: str = "cli", reason: str = "
     if existing is not None:
         log(f"reusing model version {existing.version}: same data (fingerprint {fp}), parameters and code")
         return {"version": str(existing.version), "run_id": existing.run_id,
-                "baseline_run_id": existing.tags.get("baseline_run_id", ""), "data_date": data_date.isoformat(),
+                "mlp_run_id": existing.tags.get("mlp_run_id", existing.run_id),
+                "baseline_run_id": existing.tags.get("baseline_run_id", ""),
+                "model_family": existing.tags.get("model_family", "mlp"), "data_date": data_date.isoformat(),
                 "reused": True, "seconds": time.perf_counter() - t0}
 
     log(f"training {spec.name} for {data_date}: {len(train_df)} rows from {len(train_found)} day(s) "
@@ -202,16 +222,24 @@ def train(ctx: Pipeline, data_date: date, *, actor: str = "cli", reason: str = "
         mlflow.log_params(params)
         mlflow.log_metrics({"holdout_auc": fitted.baseline_auc, "holdout_log_loss": fitted.baseline_log_loss,
                             "train_seconds": fitted.baseline_seconds})
-        log_scorer(fitted.baseline, example)
+        base_info = log_scorer(fitted.baseline, example)
 
+    family = fitted.family(settings.model_family)
+    chosen_info, chosen_run = (base_info, base_run) if family == "gbdt" else (info, mlp_run)
+    if settings.model_family == "best":
+        log(f"model_family best: {family} (holdout AUC MLP {fitted.mlp_auc:.4f}, "
+            f"HistGradientBoosting {fitted.baseline_auc:.4f})")
     version = client.create_model_version(
-        name, source=info.model_uri, run_id=mlp_run.info.run_id,
-        tags={**tags, "baseline_run_id": base_run.info.run_id, "validation_result": "pending",
+        name, source=chosen_info.model_uri, run_id=chosen_run.info.run_id,
+        tags={**tags, "baseline_run_id": base_run.info.run_id, "mlp_run_id": mlp_run.info.run_id,
+              "validation_result": "pending",
+              "model_family": family, "model_family_setting": settings.model_family,
               "train_positive_rate": f"{float(y_train.mean()):.6f}"},
-        description=f"MLP trained for {data_date} on {interval}")
+        description=f"{FAMILY_NAMES[family]} trained for {data_date} on {interval}")
     v = str(version.version)
     aliases.move_alias(client, ctx.engine, name=name, alias=aliases.CHALLENGER, version=v,
                        actor=actor, reason=f"new candidate for {data_date}")
     log(f"registered {name} v{v} as challenger")
-    return {"version": v, "run_id": mlp_run.info.run_id, "baseline_run_id": base_run.info.run_id,
+    return {"version": v, "run_id": chosen_run.info.run_id, "mlp_run_id": mlp_run.info.run_id,
+            "baseline_run_id": base_run.info.run_id, "model_family": family,
             "data_date": data_date.isoformat(), "reused": False, "seconds": time.perf_counter() - t0}

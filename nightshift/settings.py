@@ -14,6 +14,7 @@ from nightshift.spec import DatasetSpec, load_spec
 
 GateMode = Literal["enforce", "dry_run", "override"]
 GATE_MODES: tuple[str, ...] = get_args(GateMode)  # the one list of gate modes (settings, gates, DAG params, CLI)
+ModelFamily = Literal["mlp", "gbdt", "best"]
 
 
 class Settings(BaseSettings):
@@ -62,6 +63,9 @@ class Settings(BaseSettings):
     learning_rate: float = Field(2e-3, gt=0)
     seed: int = 13
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # The candidate `train` registers: the PyTorch MLP, the HistGradientBoosting model (otherwise the
+    # baseline), or the better of the two on the holdout. Both are fitted either way.
+    model_family: ModelFamily = "mlp"
     # `nightly` retrains when the champion was trained for a data date this many days back or more
     # (1: every night); 0: only runs with a reason (drift, a person) retrain. A first champion is
     # trained as soon as the training window has enough days.

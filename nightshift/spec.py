@@ -152,6 +152,11 @@ class DatasetSettings(BaseModel):
                                                              "(default 7).")
     min_train_days: int | None = Field(None, ge=1, description="Fewest ingested training days to train at all "
                                                                "(default 5).")
+    model_family: Literal["mlp", "gbdt", "best"] | None = Field(
+        None, description="The candidate `train` registers: `mlp` (the PyTorch network), `gbdt` (scikit-learn's "
+                          "HistGradientBoosting, otherwise the baseline the gates compare with) or `best` (the one "
+                          "with the higher holdout AUC). Both are fitted and logged either way; every consumer "
+                          "scores either through the same bundle (default mlp).")
     retrain_every_days: int | None = Field(None, ge=0, description="`nightly` retrains when the champion is this "
                                            "many data days old; 0: only runs with a reason retrain (default 1).")
     min_slice_rows: int | None = Field(None, ge=1, description="Fewest holdout rows of a slice for the per-slice "

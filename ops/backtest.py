@@ -105,7 +105,7 @@ class Candidate:
     """The models trained for one data date: the same for every policy that trains on that day."""
 
     day: date
-    mlp: Any  # nightshift.model.MLPScorer
+    model: Any  # the candidate: the scorer of the family `model_family` picks (jobs.train.Fitted.family)
     baseline: Any  # nightshift.model.HGBScorer
     holdout_auc: float
     prior: float  # the training base rate
@@ -123,7 +123,8 @@ def train_candidate(spec: DatasetSpec, settings: Settings, days: Days, day: date
         return None
     t0 = time.perf_counter()
     fitted = fit_models(spec, settings, train_df, y_train, holdout_df, y_hold, log=lambda *_: None)
-    return Candidate(day, fitted.mlp, fitted.baseline, fitted.mlp_auc, float(y_train.mean()),
+    family = fitted.family(settings.model_family)
+    return Candidate(day, fitted.scorer(family), fitted.baseline, fitted.holdout_auc(family), float(y_train.mean()),
                      time.perf_counter() - t0)
 
 
@@ -206,7 +207,7 @@ class PolicyRun:
         spec, settings = self.spec, self.settings
         holdout_df, y_hold, _ = self.days.labelled(windows(day, settings)[1])
         rows = settings.min_slice_rows
-        candidate = metrics_of(made.mlp.predict_proba(holdout_df), spec, holdout_df, y_hold, rows, made.prior)
+        candidate = metrics_of(made.model.predict_proba(holdout_df), spec, holdout_df, y_hold, rows, made.prior)
         baseline = metrics_of(made.baseline.predict_proba(holdout_df), spec, holdout_df, y_hold, rows)
         current = (metrics_of(self.champion.scorer.predict_proba(holdout_df), spec, holdout_df, y_hold, rows)
                    if self.champion else None)
@@ -214,7 +215,7 @@ class PolicyRun:
                           smoke=Smoke(loaded=True, rows=settings.smoke_rows), policy=policy_for(spec, settings))
         self.versions += 1
         if decision.promote:
-            self.champion = Champion(self.versions, day, made.mlp, candidate.auc)
+            self.champion = Champion(self.versions, day, made.model, candidate.auc)
         return Outcome(self.versions, decision.promote, made.seconds, candidate.auc)
 
     def drift(self, day: date, raw: pd.DataFrame) -> dict[str, Any]:

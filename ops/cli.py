@@ -141,7 +141,7 @@ def validate(day: Day) -> None:
 
 @app.command()
 def train(day: Day, reason: Annotated[str, typer.Option(help="Why: recorded on the candidate")] = "") -> None:
-    """Train the MLP and the baseline for the day; register the MLP as challenger."""
+    """Train the MLP and the baseline for the day; register the spec's model_family as challenger."""
     _quiet()
     from jobs.train import train as run
 

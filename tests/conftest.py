@@ -120,3 +120,33 @@ def tiny_spec():  # type: ignore[no-untyped-def]
 
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+# The longest tests (minutes each; BENCHMARKS.md "Start-up and CI"), longest first.
+LONGEST = ("tests/dags/test_replay.py", "tests/integration/test_airflow_scheduler.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start each of the longest tests near the head of one xdist worker's share.
+
+    pytest-xdist's work stealing hands each worker one contiguous share of the items (or, when one
+    worker is up first, all of them, and the next steals the tail half) and lets an idle worker take
+    the tail of another's queue; a long test deep in a share starts late and the run ends with one
+    worker idle while it finishes. The second share starts one item early so that either way of
+    sharing puts its long test first or second. Every worker sorts alike, as xdist requires.
+    """
+    workers = max(1, int(getattr(config, "workerinput", {}).get("workercount", 1)))
+    heads = sorted((i for i in items if i.nodeid.split("::")[0] in LONGEST),
+                   key=lambda i: LONGEST.index(i.nodeid.split("::")[0]))
+    if workers < 2 or not heads:
+        return
+    rest = [i for i in items if i not in heads]
+    share = len(items) // workers
+    ordered: list[pytest.Item] = []
+    for w in range(workers):
+        if w:
+            ordered, rest = ordered + rest[:1], rest[1:]
+        ordered += heads[w::workers]
+        take = len(rest) if w == workers - 1 else max(0, share * (w + 1) - len(ordered))
+        ordered, rest = ordered + rest[:take], rest[take:]
+    items[:] = ordered

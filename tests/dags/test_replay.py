@@ -1,5 +1,6 @@
 """The replay, CI-sized: three months of the tiny dataset (whose March drifts by design) day by day
-through `nightly`, `drift` and `scoring` with dag.test(), then its chart and table.
+through `nightly`, `drift` and `scoring` with dag.test(), then its chart and table, under the policy
+the README advises from the backtest: a weekly scheduled retrain (retrain_every_days=7) plus drift.
 
 It shows the loop: no champion and no failure before the window has enough days, then a first
 champion; quiet days that never retrain (and rarely alarm); drift (judged by `drift` runs on the real partitions)
@@ -24,7 +25,8 @@ from tests.dags.conftest import airflow_env, nightly_runs, run_dag
 
 def test_three_month_replay_shows_the_loop(airflow_home: Path, settings: Settings, tmp_path: Path) -> None:
     out = tmp_path / "replay"
-    env = airflow_env(airflow_home, **tiny_env(settings.home), PYSPARK_PYTHON=sys.executable, COLUMNS="200")
+    env = airflow_env(airflow_home, **tiny_env(settings.home, NIGHTSHIFT_RETRAIN_EVERY_DAYS="7"),
+                      PYSPARK_PYTHON=sys.executable, COLUMNS="200")
     proc = subprocess.run([sys.executable, "-m", "ops.cli", "replay", "2013-01-01", "2013-03-31",
                            "--via", "dag-test", "--out", str(out)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=1500)

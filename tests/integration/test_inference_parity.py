@@ -2,7 +2,8 @@
 
 Training's evaluation (the MLflow pyfunc the gates load), Spark scoring (the Arrow UDF on local
 Spark), and the real-time endpoint's model, both in the endpoint's process and in a process of its
-own (rows as JSON bodies bring them), on the tiny dataset and on flights.
+own (rows as JSON bodies bring them), on the tiny dataset and on flights, and for the other model
+family (`model_family: gbdt`, HistGradientBoosting) through the same paths.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from tests.conftest import init_home, tiny_env
 DATASETS = {
     # dataset: (data date, settings that keep training short; every one a user could set)
     "tiny": (date(2013, 2, 10), {}),
+    "tiny-gbdt": (date(2013, 2, 10), {"NIGHTSHIFT_MODEL_FAMILY": "gbdt"}),
     "flights": (date(2013, 2, 15), {"NIGHTSHIFT_DATASET": "flights", "NIGHTSHIFT_TRAIN_DAYS": "10",
                                     "NIGHTSHIFT_HOLDOUT_DAYS": "3", "NIGHTSHIFT_MAX_EPOCHS": "2"}),
 }
@@ -69,6 +71,11 @@ def test_every_consumer_scores_the_same_rows_the_same(registered: tuple[Pipeline
     keys = frame[spec.entity_key].astype(str).tolist()
     version = aliases.alias_version(ctx.client, ctx.model_name, aliases.CHAMPION)
     assert version is not None
+    # The registered version is the family the settings name, and its bundle holds that family's model.
+    family = ctx.client.get_model_version(ctx.model_name, version).tags["model_family"]
+    assert family == ctx.settings.model_family
+    weights = {"mlp": "mlp.pt", "gbdt": "hgb.joblib"}[family]
+    assert (local_bundle(ctx.settings.home, ctx.model_name, version) / weights).exists()
 
     # 1. training's evaluation: the registered pyfunc, as the gates and any MLflow consumer load it
     pyfunc = np.asarray(mlflow.pyfunc.load_model(model_uri(ctx.model_name, version)).predict(frame[spec.raw_inputs]),
