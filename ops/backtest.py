@@ -418,6 +418,12 @@ def targets(summary: pd.DataFrame, months: pd.DataFrame) -> dict[str, float | No
     return out
 
 
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts, a missing figure as None (JSON null, not NaN)."""
+    return [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+            for row in frame.to_dict(orient="records")]
+
+
 def _num(value: Any) -> float | None:
     value = float(value)
     return None if math.isnan(value) else round(value, 4)
@@ -447,8 +453,7 @@ def write(daily: pd.DataFrame, out_dir: Path, *, floor: float, title: str, comma
         lines.append(f"| {month} | " + " | ".join("-" if pd.isna(v) else f"{v:.4f}" for v in r) + " |")
     lines += ["", "### Targets", "", *(f"- `{k}`: {v}" for k, v in found.items())]
     (out_dir / "backtest.md").write_text("\n".join(lines) + "\n")
-    return {"summary": summary.reset_index().to_dict(orient="records"), "monthly": months.round(4).reset_index()
-            .to_dict(orient="records"), **found}
+    return {"summary": _records(summary.reset_index()), "monthly": _records(months.round(4).reset_index()), **found}
 
 
 def chart(daily: pd.DataFrame, path: Path, *, floor: float, title: str) -> None:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from nightshift.settings import Settings
 from tests.conftest import ROOT, tiny_env
@@ -60,12 +61,14 @@ def test_five_policies_on_the_same_days(settings: Settings, tmp_path: Path) -> N
     march = daily[daily["data_date"] >= pd.Timestamp("2013-03-15")].groupby("policy")["served_auc"].mean()
     assert march["drift"] > march["never"] + 0.05 and march["nightly"] > march["never"] + 0.05
 
-    found = json.loads(figures.read_text())
+    # Strict JSON: a figure a policy does not have is null, never NaN.
+    found = json.loads(figures.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in backtest.json"))
     for key in ("drift_alarm_day_share", "drift_vs_nightly_auc", "drift_vs_nightly_retrain_share",
                 "worst_month_drift_vs_never"):
         assert isinstance(found[key], float), key
     summary = {r["policy"]: r for r in found["summary"]}
     assert summary["never"]["retrains"] == 1 and summary["nightly"]["retrains"] == len(days)
+    assert summary["never"]["data_drift_day_share"] is None
     assert found["drift_vs_nightly_retrain_share"] == round(summary["drift"]["retrains"] / len(days), 4)
     table = (out / "backtest.md").read_text()
     assert "| drift_weekly |" in table and "### Mean served AUC by month" in table and "| 2013-03 |" in table
