@@ -66,7 +66,7 @@ def training_params(settings: Settings, data_date: date) -> dict[str, Any]:
         "holdout_days": settings.holdout_days, "max_epochs": settings.max_epochs,
         "patience": settings.patience, "batch_size": settings.batch_size,
         "learning_rate": settings.learning_rate, "seed": settings.seed, "val_split": "tail",
-        "model_family": settings.model_family,
+        "model_family": settings.model_family, "mlp_members": settings.mlp_members,
     }
 
 
@@ -152,7 +152,7 @@ def fit_models(spec: DatasetSpec, settings: Settings, train_df: pd.DataFrame, y_
     num, cat = pre.transform(train_df)
     fit = fit_mlp(num, cat, y_train, pre.cardinalities, max_epochs=settings.max_epochs,
                   patience=settings.patience, batch_size=settings.batch_size, lr=settings.learning_rate,
-                  seed=settings.seed, device=settings.device, log=log)
+                  seed=settings.seed, device=settings.device, log=log, members=settings.mlp_members)
     mlp = MLPScorer(pre, fit.state_dict, fit.config, device="cpu")
     auc, ll = auc_and_log_loss(y_hold, mlp.predict_proba(holdout_df))
     log(f"MLP: holdout AUC {auc:.4f}, log loss {ll:.4f}, {fit.epochs} epochs in {fit.train_seconds:.1f}s "

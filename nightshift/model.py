@@ -116,6 +116,26 @@ class TabularMLP(nn.Module):
         return self.mlp(torch.cat(parts, dim=1)).squeeze(1)  # logits
 
 
+class MLPEnsemble(nn.Module):
+    """`members` networks of one architecture, trained from different seeds; the forward pass is the mean of
+    their logits (a deep ensemble: on a small dataset one network's early stop on a noisy validation split
+    varies by several AUC points from seed to seed, and the mean of three steadies it)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = dict(config)
+        member = {k: v for k, v in config.items() if k != "members"}
+        self.members = nn.ModuleList(TabularMLP.from_config(member) for _ in range(int(config["members"])))
+
+    def forward(self, num: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(num, cat) for m in self.members]).mean(0)
+
+
+def build_mlp(config: dict[str, Any]) -> TabularMLP | MLPEnsemble:
+    """The network a saved config describes: an ensemble when it names more than one member."""
+    return MLPEnsemble(config) if int(config.get("members", 1)) > 1 else TabularMLP.from_config(config)
+
+
 # Periodic embeddings of the numerics, kept after measuring (bench/models_bench.py, two seeds): the median holdout
 # AUC gap to the baseline rose by ~0.004 on flights and ~0.008 on mpls_stops; sigma 1.0 was unstable on tiny.
 PLR = {"kind": "plr", "n_frequencies": 24, "sigma": 0.1, "d": 8}
@@ -149,17 +169,20 @@ def fit_mlp(num: np.ndarray, cat: np.ndarray, y: np.ndarray, cardinalities: list
             batch_size: int = 1024, lr: float = 2e-3, seed: int = 13, device: str = "auto",
             log: Any = print, numeric_embedding: dict[str, Any] | None = PLR, category_stats: bool = False,
             schedule: str = "constant", min_epochs: int = 0, weight_decay: float = 1e-4,
-            hidden: tuple[int, ...] = (128, 64), dropout: float = 0.1) -> FitResult:
+            hidden: tuple[int, ...] = (128, 64), dropout: float = 0.1, members: int = 1) -> FitResult:
     """Train with early stopping on the newest rows; mixed precision (bf16) on CUDA.
 
     The numerics go through PLR embeddings by default (`numeric_embedding=None`: the plain MLP);
     `category_stats` and an LR `schedule` ("cosine", "onecycle") are measured options, off by default.
+    `members` > 1 trains that many networks from seeds seed, seed + 1, ..., each with its own early stop
+    on the same validation rows, into one MLPEnsemble (epochs and epoch seconds are then all members').
 
     Rows come in time order, and the newest `val_fraction` of them is the validation split: that is
     what the model will face next (on the flights summer this beat a random split by up to 0.05 AUC,
     bench/val_split.py).
     """
-    torch.manual_seed(seed)
+    if members < 1:
+        raise ValueError(f"members must be at least 1, got {members}")
     dev = pick_device(device)
     n_val = max(1, int(len(y) * val_fraction))
     val_idx, tr_idx = np.arange(len(y) - n_val, len(y)), np.arange(len(y) - n_val)
@@ -168,18 +191,54 @@ def fit_mlp(num: np.ndarray, cat: np.ndarray, y: np.ndarray, cardinalities: list
         return (torch.as_tensor(num[idx], device=dev), torch.as_tensor(cat[idx], device=dev),
                 torch.as_tensor(y[idx], dtype=torch.float32, device=dev))
 
-    xn, xc, yt = tensors(tr_idx)
-    vn, vc, vy = tensors(val_idx)
-    model = TabularMLP(int(num.shape[1]), list(cardinalities), hidden=hidden, dropout=dropout,
-                       numeric_embedding=numeric_embedding, category_stats=category_stats)
-    if model.category_stats is not None:
-        for j, stats in enumerate(model.category_stats):
-            assert isinstance(stats, CategoryStats)
-            stats.fit(cat[tr_idx, j], y[tr_idx])
-    model = model.to(dev)
-    config = dict(model.config)
+    train_rows, val_rows = tensors(tr_idx), tensors(val_idx)
+    start = time.perf_counter()
+    states, config, epochs, best_epochs, losses, epoch_seconds = [], {}, 0, [], [], []
+    for k in range(members):
+        if members > 1:
+            log(f"member {k + 1}/{members} (seed {seed + k})")
+        torch.manual_seed(seed + k)
+        model = TabularMLP(int(num.shape[1]), list(cardinalities), hidden=hidden, dropout=dropout,
+                           numeric_embedding=numeric_embedding, category_stats=category_stats)
+        if model.category_stats is not None:
+            for j, stats in enumerate(model.category_stats):
+                assert isinstance(stats, CategoryStats)
+                stats.fit(cat[tr_idx, j], y[tr_idx])
+        config = dict(model.config)
+        state, ran, best_epoch, best, seconds = _fit_one(
+            model.to(dev), train_rows, val_rows, dev, max_epochs=max_epochs, patience=patience,
+            batch_size=batch_size, lr=lr, seed=seed + k, log=log, schedule=schedule, min_epochs=min_epochs,
+            weight_decay=weight_decay)
+        states.append(state)
+        epochs += ran
+        best_epochs.append(best_epoch)
+        losses.append(best)
+        epoch_seconds += seconds
+    if members == 1:
+        return FitResult(states[0], config, dev.type, epochs, best_epochs[0], losses[0], epoch_seconds,
+                         time.perf_counter() - start)
+    config["members"] = members
+    ensemble = MLPEnsemble(config)
+    ensemble.load_state_dict({f"members.{k}.{name}": value for k, state in enumerate(states)
+                              for name, value in state.items()})
+    ensemble.eval()
+    with torch.inference_mode():
+        vn, vc, vy = (t.cpu() for t in val_rows)
+        val_loss = float(nn.BCEWithLogitsLoss()(ensemble(vn, vc), vy))
+    log(f"ensemble of {members}: val log loss {val_loss:.4f} (members' {', '.join(f'{v:.4f}' for v in losses)})")
+    return FitResult(ensemble.state_dict(), config, dev.type, epochs, max(best_epochs), val_loss, epoch_seconds,
+                     time.perf_counter() - start)
+
+
+def _fit_one(model: TabularMLP, train_rows: tuple[torch.Tensor, ...], val_rows: tuple[torch.Tensor, ...],
+             dev: torch.device, *, max_epochs: int, patience: int, batch_size: int, lr: float, seed: int,
+             log: Any, schedule: str, min_epochs: int, weight_decay: float
+             ) -> tuple[dict[str, Any], int, int, float, list[float]]:
+    """One network's training loop: (best state on CPU, epochs run, best epoch, best val loss, seconds per epoch)."""
+    xn, xc, yt = train_rows
+    vn, vc, vy = val_rows
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = math.ceil(len(tr_idx) / batch_size)
+    steps_per_epoch = math.ceil(len(yt) / batch_size)
     sched: Any = None
     if schedule == "cosine":  # one cosine decay over max_epochs, after a one-epoch linear warm-up
         total, warm = max_epochs * steps_per_epoch, steps_per_epoch
@@ -195,7 +254,6 @@ def fit_mlp(num: np.ndarray, cat: np.ndarray, y: np.ndarray, cardinalities: list
 
     best, best_epoch, best_state, stale = math.inf, 0, None, 0
     epoch_seconds: list[float] = []
-    start = time.perf_counter()
     epoch = 0
     for epoch in range(1, max_epochs + 1):
         t0 = time.perf_counter()
@@ -226,8 +284,7 @@ def fit_mlp(num: np.ndarray, cat: np.ndarray, y: np.ndarray, cardinalities: list
                 log(f"early stop: no improvement for {patience} epochs; best epoch {best_epoch}")
                 break
     assert best_state is not None
-    return FitResult(best_state, config, dev.type, epoch, best_epoch, best, epoch_seconds,
-                     time.perf_counter() - start)
+    return best_state, epoch, best_epoch, best, epoch_seconds
 
 
 def resolve_precision(wanted: str, device: str) -> str:
@@ -250,7 +307,7 @@ class MLPScorer:
         self.pre = preprocessor
         self.device = pick_device(device)
         self.precision = resolve_precision(precision, self.device.type)
-        self.model = TabularMLP.from_config(config)
+        self.model = build_mlp(config)
         self.model.load_state_dict(state_dict)
         self._dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
         self.model.to(self.device, dtype=self._dtype).eval()
@@ -315,7 +372,7 @@ def save_bundle(path: Any, scorer: MLPScorer | HGBScorer) -> None:
         joblib.dump(scorer.estimator, folder / "hgb.joblib")
 
 
-def _config_of(model: TabularMLP) -> dict[str, Any]:
+def _config_of(model: TabularMLP | MLPEnsemble) -> dict[str, Any]:
     return dict(model.config)
 
 

@@ -10,11 +10,10 @@ from typing import Literal, get_args
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from nightshift.spec import DatasetSpec, load_spec
+from nightshift.spec import DatasetSpec, ModelFamily, load_spec
 
 GateMode = Literal["enforce", "dry_run", "override"]
 GATE_MODES: tuple[str, ...] = get_args(GateMode)  # the one list of gate modes (settings, gates, DAG params, CLI)
-ModelFamily = Literal["mlp", "gbdt", "best"]
 
 
 class Settings(BaseSettings):
@@ -60,6 +59,8 @@ class Settings(BaseSettings):
     max_epochs: int = Field(30, ge=1)
     patience: int = Field(3, ge=1)
     batch_size: int = Field(1024, ge=8)
+    # Networks in the MLP candidate, trained from seeds seed, seed + 1, ... and averaged (a deep ensemble).
+    mlp_members: int = Field(1, ge=1, le=16)
     learning_rate: float = Field(2e-3, gt=0)
     seed: int = 13
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SPEC_DIR = Path(__file__).parent / "specs"
+ModelFamily = Literal["mlp", "gbdt", "best"]  # the candidate `train` registers (DatasetSettings.model_family)
 
 
 class Feature(BaseModel):
@@ -152,7 +153,12 @@ class DatasetSettings(BaseModel):
                                                              "(default 7).")
     min_train_days: int | None = Field(None, ge=1, description="Fewest ingested training days to train at all "
                                                                "(default 5).")
-    model_family: Literal["mlp", "gbdt", "best"] | None = Field(
+    batch_size: int | None = Field(None, ge=8, description="Rows per gradient step of the MLP (default 1024); "
+                                   "a small dataset wants more steps per epoch (mpls_stops: 256).")
+    mlp_members: int | None = Field(None, ge=1, le=16, description="Networks in the MLP candidate, trained from "
+                                    "consecutive seeds and averaged (a deep ensemble; default 1). Costs that many "
+                                    "times the training and scoring compute; steadies a network on few rows.")
+    model_family: ModelFamily | None = Field(
         None, description="The candidate `train` registers: `mlp` (the PyTorch network), `gbdt` (scikit-learn's "
                           "HistGradientBoosting, otherwise the baseline the gates compare with) or `best` (the one "
                           "with the higher holdout AUC). Both are fitted and logged either way; every consumer "

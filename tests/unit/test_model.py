@@ -72,6 +72,7 @@ def plain_pre() -> object:
     {"numeric_embedding": {"kind": "plr", "n_frequencies": 8, "sigma": 0.1, "d": 4}},
     {"category_stats": True},
     {"schedule": "cosine", "min_epochs": 4},
+    {"members": 3},
 ])
 def test_options_learn_and_round_trip_through_a_bundle(tmp_path, options) -> None:  # type: ignore[no-untyped-def]
     from nightshift.model import load_bundle, save_bundle
@@ -103,3 +104,27 @@ def test_a_bundle_saved_before_the_options_loads_as_the_plain_mlp(tmp_path) -> N
     with torch.inference_mode():
         want = torch.sigmoid(old.eval()(torch.as_tensor(num), torch.as_tensor(cat))).numpy()
     np.testing.assert_allclose(loaded.scores(num, cat), want, rtol=1e-5, atol=1e-6)
+
+
+def test_an_ensemble_averages_the_logits_of_members_trained_from_consecutive_seeds() -> None:
+    from nightshift.model import MLPEnsemble, TabularMLP
+
+    num, cat, y = data()
+    quiet = {"max_epochs": 4, "device": "cpu", "log": lambda *_: None}
+    ensemble = fit_mlp(num, cat, y, [5, 5], members=3, **quiet)
+    singles = [fit_mlp(num, cat, y, [5, 5], seed=13 + k, **quiet) for k in range(3)]
+    assert ensemble.config["members"] == 3
+    assert ensemble.epochs == sum(s.epochs for s in singles)
+    model = MLPEnsemble(ensemble.config)
+    model.load_state_dict(ensemble.state_dict)
+    xn, xc = torch.as_tensor(num), torch.as_tensor(cat)
+    with torch.inference_mode():
+        logits = []
+        for single in singles:
+            net = TabularMLP.from_config(single.config)
+            net.load_state_dict(single.state_dict)
+            logits.append(net.eval()(xn, xc))
+        torch.testing.assert_close(model.eval()(xn, xc), torch.stack(logits).mean(0))
+    assert not torch.equal(logits[0], logits[1])  # the members differ
+    with pytest.raises(ValueError, match="members must be at least 1"):
+        fit_mlp(num, cat, y, [5, 5], members=0, **quiet)
