@@ -65,7 +65,13 @@ def local_bundle(home: Path, name: str, version: str) -> Path:
             if found is None:
                 raise ValueError(f"{name} v{version} holds no Nightshift scorer bundle (no preprocessor.json)")
             target.mkdir(parents=True, exist_ok=True)
-            os.replace(found.parent, target / "bundle")  # a reader sees no bundle or the whole one
+            try:
+                os.replace(found.parent, target / "bundle")  # a reader sees no bundle or the whole one
+            except OSError:
+                # Another process sharing the home (a second replica) put the same version there first:
+                # versions are immutable, so its copy is this one.
+                if not (target / "bundle" / "preprocessor.json").exists():
+                    raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return target / "bundle"

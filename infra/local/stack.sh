@@ -35,7 +35,25 @@ BIND_HOST="${NIGHTSHIFT_BIND_HOST:-127.0.0.1}"
 if [ "$BIND_HOST" = "0.0.0.0" ]; then PUBLIC_HOST="$(hostname)"; else PUBLIC_HOST="$BIND_HOST"; fi
 SERVICE_TIMEOUT="${SERVICE_TIMEOUT:-240}"  # seconds a service may take to answer its health check
 
+# The cluster topology's system packages (infra/cluster/): HAProxy in front of the API replicas, wrk for the
+# load under which its tests kill replicas. Debian's packages, installed when missing and this runs as root
+# (CI does); otherwise the command to run is printed and the tier's tests say what is missing.
+system_packages() {
+  local missing=()
+  command -v haproxy > /dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+  command -v wrk > /dev/null || missing+=(wrk)
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    echo ">> installing ${missing[*]} (Debian packages, for the cluster topology and its tests)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" > /dev/null \
+      || { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" > /dev/null; }
+  else
+    echo "!! ${missing[*]} missing: sudo apt-get install ${missing[*]} (the cluster topology and its tests need them)" >&2
+  fi
+}
+
 install() {
+  system_packages
   local stamp
   stamp="$VENV/.nightshift-$(cat constraints.txt pyproject.toml | sha256sum | cut -c1-16)"
   [ -f "$stamp" ] && return 0

@@ -2,8 +2,8 @@
 
 Training's evaluation (the MLflow pyfunc the gates load), Spark scoring (the Arrow UDF on local
 Spark), and the real-time endpoint's model, both in the endpoint's process and in a process of its
-own (rows as JSON bodies bring them), on the tiny dataset and on flights, and for the other model
-family (`model_family: gbdt`, HistGradientBoosting) through the same paths.
+own (rows as JSON bodies bring them), on the tiny dataset and on flights, for an ensemble of networks
+(`mlp_members: 3`) and for the other model family (`model_family: gbdt`, HistGradientBoosting).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from jobs.context import Pipeline
 from jobs.ingest import ingest
@@ -34,7 +35,7 @@ from tests.conftest import init_home, tiny_env
 
 DATASETS = {
     # dataset: (data date, settings that keep training short; every one a user could set)
-    "tiny": (date(2013, 2, 10), {}),
+    "tiny-ensemble": (date(2013, 2, 10), {"NIGHTSHIFT_MLP_MEMBERS": "3"}),  # the single network: flights
     "tiny-gbdt": (date(2013, 2, 10), {"NIGHTSHIFT_MODEL_FAMILY": "gbdt"}),
     "flights": (date(2013, 2, 15), {"NIGHTSHIFT_DATASET": "flights", "NIGHTSHIFT_TRAIN_DAYS": "10",
                                     "NIGHTSHIFT_HOLDOUT_DAYS": "3", "NIGHTSHIFT_MAX_EPOCHS": "2"}),
@@ -76,6 +77,9 @@ def test_every_consumer_scores_the_same_rows_the_same(registered: tuple[Pipeline
     assert family == ctx.settings.model_family
     weights = {"mlp": "mlp.pt", "gbdt": "hgb.joblib"}[family]
     assert (local_bundle(ctx.settings.home, ctx.model_name, version) / weights).exists()
+    if family == "mlp":
+        saved = torch.load(local_bundle(ctx.settings.home, ctx.model_name, version) / weights, weights_only=True)
+        assert saved["config"].get("members", 1) == ctx.settings.mlp_members
 
     # 1. training's evaluation: the registered pyfunc, as the gates and any MLflow consumer load it
     pyfunc = np.asarray(mlflow.pyfunc.load_model(model_uri(ctx.model_name, version)).predict(frame[spec.raw_inputs]),
