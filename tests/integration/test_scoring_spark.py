@@ -1,14 +1,19 @@
-"""Batch scoring with real PySpark: local[*] and a standalone master + worker on loopback; the README's
-`load_model` line, in a shell set up by `stack.sh env`, scores like the lookup serves."""
+"""Batch scoring with real PySpark: local[*] and a standalone master + worker on loopback; scoring that loses
+a worker (SIGKILL, mid-job) on a master with two finishes with every row; the README's `load_model` line, in
+a shell set up by `stack.sh env`, scores like the lookup serves."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -145,37 +150,60 @@ def wait_for(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: floa
     raise AssertionError(f"{text!r} not in {path} after {timeout}s:\n" + path.read_text(errors="replace")[-3000:])
 
 
-@pytest.fixture
-def standalone_cluster(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A Spark standalone master and one worker on loopback (the classes ship with pyspark)."""
+@dataclass
+class SparkCluster:
+    """A Spark standalone master and its workers on loopback (the classes ship with pyspark); each worker in a
+    process group of its own (the worker and its executors), with its own work folder."""
+
+    url: str
+    workers: list[subprocess.Popen[bytes]]
+    work: list[Path]
+
+
+@contextmanager
+def spark_cluster(tmp_path: Path, workers: int, cores: int) -> Iterator[SparkCluster]:
     env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
     spark_class = str(SPARK_HOME / "bin" / "spark-class")
     port = free_port()
     url = f"spark://127.0.0.1:{port}"
-    work = tmp_path / "worker"
-    procs = []
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         master_log = tmp_path / "master.log"
         master = subprocess.Popen([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                                    "--port", str(port), "--webui-port", str(free_port())],
-                                  env=env, stdout=master_log.open("wb"), stderr=subprocess.STDOUT)
+                                  env=env, stdout=master_log.open("wb"), stderr=subprocess.STDOUT,
+                                  start_new_session=True)
         procs.append(master)
         wait_for(master_log, "I have been elected leader", master)
-        worker_log = tmp_path / "worker.log"
-        worker = subprocess.Popen([spark_class, "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1",
-                                   "--cores", "2", "--memory", "1g", "--work-dir", str(work),
-                                   "--webui-port", str(free_port())],
-                                  env=env, stdout=worker_log.open("wb"), stderr=subprocess.STDOUT)
-        procs.append(worker)
-        wait_for(worker_log, "Successfully registered with master", worker)
-        yield url, work
+        started, work = [], []
+        for i in range(workers):
+            folder, log = tmp_path / f"worker{i}", tmp_path / f"worker{i}.log"
+            worker = subprocess.Popen([spark_class, "org.apache.spark.deploy.worker.Worker", url, "--host",
+                                       "127.0.0.1", "--cores", str(cores), "--memory", "1g", "--work-dir",
+                                       str(folder), "--webui-port", str(free_port())],
+                                      env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+            procs.append(worker)
+            started.append(worker)
+            work.append(folder)
+        for i, worker in enumerate(started):
+            wait_for(tmp_path / f"worker{i}.log", "Successfully registered with master", worker)
+        yield SparkCluster(url, started, work)
     finally:
         for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def standalone_cluster(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A Spark standalone master and one worker with 2 cores."""
+    with spark_cluster(tmp_path, workers=1, cores=2) as cluster:
+        yield cluster.url, cluster.work[0]
 
 
 def test_scoring_on_a_standalone_master_and_worker(champion_home: Settings, expected: pd.Series,
@@ -192,3 +220,46 @@ def test_scoring_on_a_standalone_master_and_worker(champion_home: Settings, expe
     apps = [p for p in work.iterdir() if p.name.startswith("app-")]
     assert apps and any((p / "0" / "stderr").exists() for p in apps)
     assert_scores_match(scored, expected, s.spec().target.threshold)
+
+
+def executor_logs(work: Path) -> list[Path]:
+    return list(work.glob("app-*/*/stderr"))
+
+
+def test_scoring_finishes_complete_when_a_spark_worker_is_killed_during_it(
+        champion_home: Settings, expected: pd.Series, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with spark_cluster(tmp_path, workers=2, cores=1) as cluster:
+        monkeypatch.setenv("NIGHTSHIFT_SPARK_MASTER", cluster.url)
+        monkeypatch.setenv("NIGHTSHIFT_SPARK_DRIVER_MEMORY", "1g")
+        get_settings.cache_clear()
+        s = get_settings()
+        outcome: dict[str, object] = {}
+
+        def run() -> None:
+            try:
+                outcome["scored"] = score(Pipeline(s), D, run_id="manual__worker_killed", log=quiet)
+            except BaseException as exc:  # noqa: BLE001  (reported by the assertion below)
+                outcome["error"] = exc
+
+        job = threading.Thread(target=run)
+        job.start()
+        # Handshake: a worker's executor has started running tasks of the scoring job; that worker is killed.
+        deadline = time.monotonic() + 300
+        busy: list[int] = []
+        while not busy:
+            busy = [i for i, work in enumerate(cluster.work)
+                    if any("Running task" in p.read_text(errors="replace") for p in executor_logs(work))]
+            assert job.is_alive(), f"scoring ended before any executor ran a task: {outcome}"
+            assert time.monotonic() < deadline, "no executor ever ran a task"
+            time.sleep(0.05)
+        lost, other = busy[0], 1 - busy[0]
+        os.killpg(cluster.workers[lost].pid, signal.SIGKILL)  # the worker and its executor, mid-job
+        killed_during_scoring = job.is_alive()
+        job.join(timeout=600)
+        assert killed_during_scoring and not job.is_alive()
+        assert "error" not in outcome, outcome.get("error")
+        scored = outcome["scored"]
+        assert isinstance(scored, dict) and scored["rows"] == 5400  # every row, once
+        assert_scores_match(scored, expected, s.spec().target.threshold)
+        # The other worker finished the job: its executor ran tasks too.
+        assert any("Running task" in p.read_text(errors="replace") for p in executor_logs(cluster.work[other]))
