@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.lookup_bench import UVICORN, load_snapshot, wrk  # noqa: E402
+from ops.serving_tier import free_port  # noqa: E402
 from tests.conftest import create_pg_database, drop_pg_database, tiny_env  # noqa: E402
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
@@ -55,11 +56,6 @@ SEED = 20130701
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Relay:

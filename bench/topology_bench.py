@@ -1,6 +1,6 @@
 """The serving tier's balancer: its cost, and what losing a replica costs (bench/results/topology.json).
 
-    .venv/bin/python bench/topology_bench.py [--duration 15] [--rounds 3]
+    .venv/bin/python bench/topology_bench.py [--duration 15] [--rounds 3] [--kills 10]
 
 Builds a tiny home (90 days ingested, a champion trained and promoted), publishes a snapshot of 10,000 keys
 to a fresh PostgreSQL database (the store and the prediction log), starts an MLflow tracking server on the
@@ -11,9 +11,10 @@ of two lookup and two real-time replicas. Then, with `wrk -t1 -c8` (bench/tier_r
   load sent straight to one replica; rounds alternate (this VM's speed drifts) and the ratio is the median
   of neighbouring rounds. The same for lookups (`lb_ratio_vs_direct_lookup`). On 2 cores the second replica
   adds no cores: the ratio is the balancer's cost, not a scale-out gain.
-- the kills: for each of a lookup and a real-time replica, `wrk` runs through HAProxy, the replica is
-  SIGKILLed once both replicas serve, restarted, and wrk runs on until the restarted one serves again:
-  failed requests (non-2xx and socket errors) and seconds until HAProxy has it back in rotation.
+- the kills: for each of a lookup and a real-time replica, one `wrk` run goes through HAProxy while the
+  replica is SIGKILLed `--kills` times, each time once both replicas serve, then restarted, the next kill
+  only after the restarted one serves again: failed requests (non-2xx and socket errors) over all the kills,
+  and seconds until HAProxy has it back in rotation.
 
 The Celery figures (`celery_overhead_per_task_seconds`, `local_overhead_per_task_seconds`) need the
 CeleryExecutor topology, not built yet: they are null here.
@@ -45,26 +46,31 @@ def rate(result: dict[str, int]) -> float:
     return result["requests"] / (result["duration_us"] / 1e6)
 
 
-def kill_under_load(tier: Any, name: str, requests: Path, lb_url: str) -> dict[str, Any]:
-    """SIGKILL replica `name` while wrk runs through the balancer, restart it, wait until it serves again."""
+def kill_under_load(tier: Any, name: str, requests: Path, lb_url: str, kills: int) -> dict[str, Any]:
+    """SIGKILL replica `name` `kills` times while one wrk run goes through the balancer: each time restart it and
+    wait until it serves again before the next kill."""
     from ops.serving_tier import start_wrk, stop_wrk, wait_for
 
     peer = name[:-1] + "2"
-    load = start_wrk(lb_url, requests, 300)
-    start = tier.served()
-    wait_for(lambda: all(tier.served()[n] > start[n] + 20 for n in (name, peer)), "load on both replicas", 60)
-    t_kill = time.monotonic()
-    tier.replica(name).kill()
-    down = tier.wait_server(name, "DOWN", 30)
-    before = tier.served()[name]
-    back = tier.restart(name)
-    wait_for(lambda: tier.served()[name] > before, f"{name} to serve again", 60)
-    in_rotation = time.monotonic() - t_kill
+    load = start_wrk(lb_url, requests, 900)
+    downs, backs, in_rotation = [], [], []
+    for _ in range(kills):
+        start = tier.served()
+        wait_for(lambda: all(tier.served()[n] > start[n] + 20 for n in (name, peer)), "load on both replicas", 60)  # noqa: B023
+        t_kill = time.monotonic()
+        tier.replica(name).kill()
+        downs.append(tier.wait_server(name, "DOWN", 30))
+        before = tier.served()[name]
+        backs.append(tier.restart(name))
+        wait_for(lambda: tier.served()[name] > before, f"{name} to serve again", 60)  # noqa: B023
+        in_rotation.append(time.monotonic() - t_kill)
     outcome = stop_wrk(load)
-    found = {"requests": outcome["requests"], "failed": outcome["non2xx"] + outcome["socket_errors"],
+    found = {"kills": kills, "requests": outcome["requests"], "failed": outcome["non2xx"] + outcome["socket_errors"],
              "failed_by_kind": {k: outcome[k] for k in ("non2xx", "connect", "read", "write", "timeout")},
-             "seconds_until_marked_down": round(down, 2), "seconds_restart_until_in_rotation": round(back, 2),
-             "seconds_kill_until_serving_again": round(in_rotation, 2)}
+             "seconds_until_marked_down_median": round(statistics.median(downs), 2),
+             "seconds_restart_until_in_rotation_median": round(statistics.median(backs), 2),
+             "seconds_kill_until_serving_again_median": round(statistics.median(in_rotation), 2),
+             "seconds_kill_until_serving_again_max": round(max(in_rotation), 2)}
     log(f"kill {name}: {found}")
     return found
 
@@ -73,6 +79,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=15, help="seconds of each wrk round")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--kills", type=int, default=10, help="kills of each of a lookup and a real-time replica")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "topology.json")
     args = ap.parse_args()
     for key, value in {"MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false",
@@ -88,10 +95,10 @@ def main() -> None:
 
     from nightshift import store
     from nightshift.settings import get_settings
-    from ops.serving_tier import ServingTier, start_wrk, write_requests, wrk_result
+    from ops.serving_tier import ServingTier, free_port, start_wrk, write_requests, wrk_result
     from tests.conftest import train_champion
     from tests.integration.conftest import publish_snapshot, rows
-    from tests.integration.test_registry_outage import free_port, start_registry, stop_registry
+    from tests.integration.test_registry_outage import start_registry, stop_registry
 
     get_settings.cache_clear()
     s = get_settings()
@@ -136,7 +143,7 @@ def main() -> None:
         result["lb_ratio_vs_direct"] = result["predict"]["ratio_median"]
         result["lb_ratio_vs_direct_lookup"] = result["lookup"]["ratio_median"]
 
-        kills = {name: kill_under_load(tier, name, requests, lb_url)
+        kills = {name: kill_under_load(tier, name, requests, lb_url, args.kills)
                  for name, requests, lb_url in (("lookup1", lookups, tier.lookup_url),
                                                 ("realtime1", predicts, tier.realtime_url))}
         result["kills"] = kills

@@ -85,7 +85,8 @@ class Replica:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", APPS[self.kind], "--host", self.host, "--port", str(self.port),
-             "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--timeout-graceful-shutdown", "5"],
+             "--loop", "uvloop", "--http", "serving.one_write:OneWriteProtocol", "--no-access-log",
+             "--timeout-graceful-shutdown", "5"],
             env=env, stdout=subprocess.DEVNULL,
             stderr=open(self.log, "ab"), start_new_session=True)  # noqa: SIM115  (the child holds it)
 

@@ -269,9 +269,9 @@ up() {
   fi
   echo "$ds" > "$HOME_DIR/run/realtime-api.dataset"
   start lookup-api uvicorn serving.lookup:app --host "$BIND_HOST" --port "$LOOKUP_PORT" --loop uvloop \
-    --http httptools --no-access-log
+    --http serving.one_write:OneWriteProtocol --no-access-log
   start realtime-api uvicorn serving.realtime:app --host "$BIND_HOST" --port "$REALTIME_PORT" --loop uvloop \
-    --http httptools --no-access-log
+    --http serving.one_write:OneWriteProtocol --no-access-log
   wait_healthy
   echo ">> ingesting $ds (every date of its source in its schedule window) into the offline store"
   nightshift ingest

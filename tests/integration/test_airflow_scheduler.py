@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from jobs.ingest import ingest
 from nightshift import offline, predstore, store
 from nightshift.settings import Settings, get_settings
 from ops.airflow_api import AirflowAPI
+from ops.serving_tier import free_port
 from registry import aliases
 from serving.lookup import create_app as create_lookup
 from tests.conftest import create_pg_database, drop_pg_database, tiny_env
@@ -37,11 +37,6 @@ from tests.datasets import write_shop
 
 pytestmark = pytest.mark.slow
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,15 +22,10 @@ from mlflow import MlflowClient
 
 from nightshift import store
 from nightshift.settings import Settings, get_settings
+from ops.serving_tier import free_port
 from registry import aliases
 from tests.integration.conftest import NAME, rows
 from tests.integration.test_realtime import PredictLoad, run, serving, set_alias, wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_registry(home: Path, port: int) -> subprocess.Popen[bytes]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from jobs.publish import publish
 from jobs.score import score
 from nightshift import offline, predstore, store
 from nightshift.settings import Settings, get_settings
+from ops.serving_tier import free_port
 from tests.conftest import ROOT, tiny_env, train_champion
 
 D = date(2013, 2, 10)
@@ -133,11 +133,6 @@ PY
     assert served["model"]["version"] == "1"
     assert list(tmp_path.iterdir()) == [], "the shell left files (a stray mlflow.db?) in its working directory"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:

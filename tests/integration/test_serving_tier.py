@@ -3,7 +3,8 @@ real-time replicas, each its own uvicorn process, the store and prediction log o
 MLflow tracking server over HTTP (ops/serving_tier.py).
 
 - One lookup replica and one real-time replica are SIGKILLed while wrk drives both APIs through the balancer:
-  no request fails, the balancer takes them out, and once restarted they are back in rotation and serve.
+  no request fails (a replica writes each answer at once, serving/one_write.py, so a request it dies on has no
+  answer begun and HAProxy retries it), the balancer takes them out, and once restarted they are back in rotation.
 - Predictions with the same X-Entity-Key always reach the same real-time replica, and the keys spread over both.
 - The MLflow server is stopped while predictions flow: both real-time replicas keep answering with the loaded
   champion and say so (log, /metrics, /readyz); a promotion once it is back reaches both.
@@ -23,11 +24,11 @@ import pytest
 
 from nightshift import store
 from nightshift.settings import Settings, get_settings
-from ops.serving_tier import ServingTier, start_wrk, stop_wrk, wait_for, write_requests
+from ops.serving_tier import ServingTier, free_port, start_wrk, stop_wrk, wait_for, write_requests
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.integration.conftest import publish_snapshot, rows
 from tests.integration.test_realtime import set_alias
-from tests.integration.test_registry_outage import free_port, start_registry, stop_registry
+from tests.integration.test_registry_outage import start_registry, stop_registry
 
 pytestmark = pytest.mark.postgres
 
@@ -111,7 +112,9 @@ def test_killing_a_lookup_and_a_realtime_replica_under_load_fails_no_request(tie
     results = [stop_wrk(p) for p in load]  # the load ends once the restarted replicas serve again
     for what, result in zip(("lookups", "predictions"), results, strict=True):
         assert result["requests"] > 0, what
-        assert (result["non2xx"], result["socket_errors"]) == (0, 0), f"{what} failed during the kills: {result}"
+        assert (result["non2xx"], result["socket_errors"]) == (0, 0), (
+            f"{what} failed during the kills: {result}; HAProxy's abnormal requests:\n"
+            + (folder / "haproxy.log").read_text(errors="replace")[-4000:])
     assert tier.server_status() == dict.fromkeys(("lookup1", "lookup2", "realtime1", "realtime2"), "UP")
 
 
