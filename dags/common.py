@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from airflow.sdk import Param
@@ -18,8 +18,10 @@ from airflow.sdk import Param
 from nightshift.settings import Settings, get_settings
 from nightshift.spec import load_all
 
-# Transient failures (a database blip) retry once; bad data fails at once (bad_input_fails_fast).
-DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(minutes=2)}
+# Transient failures (a database blip, a lost Celery worker) retry once, after Airflow's own
+# `[core] default_task_retry_delay` (the local stack sets 120 s, the cluster 15 s); bad data fails at once
+# (bad_input_fails_fast).
+DEFAULT_ARGS = {"retries": 1}
 
 
 log = logging.getLogger(__name__)

@@ -108,7 +108,7 @@ def nightly_dag(dataset: str, settings: Settings) -> Any:
             with bad_input_fails_fast():
                 return validate_step(Pipeline.of(dataset), _run(ingested["data_date"]))
 
-        @task
+        @task(queue=settings.training_queue)
         def train(ingested: dict[str, Any]) -> dict[str, Any]:
             from jobs.context import Pipeline
             from jobs.nightly import train_step

@@ -229,8 +229,10 @@ def train(ctx: Pipeline, data_date: date, *, actor: str = "cli", reason: str = "
     if settings.model_family == "best":
         log(f"model_family best: {family} (holdout AUC MLP {fitted.mlp_auc:.4f}, "
             f"HistGradientBoosting {fitted.baseline_auc:.4f})")
+    # model_id names the logged model the source URI points at: an MLflow server (HTTP) refuses a models:/ source
+    # without it, where a local store does not check.
     version = client.create_model_version(
-        name, source=chosen_info.model_uri, run_id=chosen_run.info.run_id,
+        name, source=chosen_info.model_uri, run_id=chosen_run.info.run_id, model_id=chosen_info.model_id,
         tags={**tags, "baseline_run_id": base_run.info.run_id, "mlp_run_id": mlp_run.info.run_id,
               "validation_result": "pending",
               "model_family": family, "model_family_setting": settings.model_family,

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     learning_rate: float = Field(2e-3, gt=0)
     seed: int = 13
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # The Airflow queue `train` goes to: on the CeleryExecutor, workers on a GPU node listen on it (ops/cluster.py
+    # routes it to `training`); Airflow's default queue otherwise. The LocalExecutor ignores queues.
+    training_queue: str = Field("default", min_length=1)
     # The candidate `train` registers: the PyTorch MLP, the HistGradientBoosting model (otherwise the
     # baseline), or the better of the two on the holdout. Both are fitted either way.
     model_family: ModelFamily = "mlp"

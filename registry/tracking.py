@@ -93,8 +93,12 @@ def ensure_experiment(client: MlflowClient, settings: Settings, dataset: str) ->
     found = client.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
+    # Against a tracking server the server decides (its proxied --artifacts-destination), so that no client needs
+    # the server's disk; against a local store, or with NIGHTSHIFT_MLFLOW_ARTIFACT_ROOT set, that root.
+    server = settings.tracking_uri.startswith(("http://", "https://"))
+    location = None if server and not settings.mlflow_artifact_root else f"{settings.artifact_root}/{dataset}"
     try:
-        return str(client.create_experiment(name, artifact_location=f"{settings.artifact_root}/{dataset}"))
+        return str(client.create_experiment(name, artifact_location=location))
     except MlflowException:
         found = client.get_experiment_by_name(name)
         if found is None:

@@ -1,5 +1,6 @@
-"""Batch scoring with real PySpark: local[*] and a standalone master + worker on loopback; scoring that loses
-a worker (SIGKILL, mid-job) on a master with two finishes with every row; the README's `load_model` line, in
+"""Batch scoring with real PySpark: local[*], and a standalone master with two workers on loopback where scoring
+that loses a worker (SIGKILL, mid-job) finishes with every row, scored as local[*] scores them (the executors
+ran on the workers; tests/integration/test_cluster.py runs the scoring DAG on such a cluster too); the README's `load_model` line, in
 a shell set up by `stack.sh env`, scores like the lookup serves."""
 
 from __future__ import annotations
@@ -192,29 +193,6 @@ def spark_cluster(tmp_path: Path, workers: int, cores: int) -> Iterator[SparkClu
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def standalone_cluster(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A Spark standalone master and one worker with 2 cores."""
-    with spark_cluster(tmp_path, workers=1, cores=2) as cluster:
-        yield cluster.url, cluster.work[0]
-
-
-def test_scoring_on_a_standalone_master_and_worker(champion_home: Settings, expected: pd.Series,
-                                                  standalone_cluster: tuple[str, Path],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    url, work = standalone_cluster
-    monkeypatch.setenv("NIGHTSHIFT_SPARK_MASTER", url)
-    monkeypatch.setenv("NIGHTSHIFT_SPARK_DRIVER_MEMORY", "1g")
-    get_settings.cache_clear()
-    s = get_settings()
-    scored = score(Pipeline(s), D, run_id="manual__cluster", log=quiet)
-    assert scored["rows"] == 5400
-    # The executors ran on the worker: it made an application folder with their logs.
-    apps = [p for p in work.iterdir() if p.name.startswith("app-")]
-    assert apps and any((p / "0" / "stderr").exists() for p in apps)
-    assert_scores_match(scored, expected, s.spec().target.threshold)
 
 
 def executor_logs(work: Path) -> list[Path]:

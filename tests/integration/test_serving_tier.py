@@ -2,10 +2,10 @@
 real-time replicas, each its own uvicorn process, the store and prediction log on PostgreSQL, the registry an
 MLflow tracking server over HTTP (ops/serving_tier.py).
 
-- One lookup replica and one real-time replica are SIGKILLed while wrk drives both APIs through the balancer:
+- Predictions with the same X-Entity-Key always reach the same real-time replica, and the keys spread over both;
+  then one lookup replica and one real-time replica are SIGKILLed while wrk drives both APIs through the balancer:
   no request fails (a replica writes each answer at once, serving/one_write.py, so a request it dies on has no
   answer begun and HAProxy retries it), the balancer takes them out, and once restarted they are back in rotation.
-- Predictions with the same X-Entity-Key always reach the same real-time replica, and the keys spread over both.
 - The MLflow server is stopped while predictions flow: both real-time replicas keep answering with the loaded
   champion and say so (log, /metrics, /readyz); a promotion once it is back reaches both.
 """
@@ -90,8 +90,30 @@ def request_lines(s: Settings) -> list[tuple[str, ...]]:
     return lines
 
 
-def test_killing_a_lookup_and_a_realtime_replica_under_load_fails_no_request(tier: ServingTier) -> None:
+def keys_keep_their_replica(tier: ServingTier, s: Settings) -> None:
+    """Predictions with the same X-Entity-Key always reach the same real-time replica, and the keys spread over
+    both; lookups through the balancer answer from the published snapshot."""
+    by_key: dict[str, set[str]] = {}
+    for _ in range(3):
+        for row in rows(s, 40):
+            request = urllib.request.Request(
+                f"{tier.realtime_url}/v1/datasets/tiny/predict", data=json.dumps(row).encode(),
+                headers={"Content-Type": "application/json", "X-Entity-Key": str(row["id"])})
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                assert answer.status == 200
+                by_key.setdefault(str(row["id"]), set()).add(answer.headers["X-Served-By"])
+    assert all(len(replicas) == 1 for replicas in by_key.values()), by_key
+    counts = {name: sum(1 for r in by_key.values() if r == {name}) for name in ("realtime1", "realtime2")}
+    assert min(counts.values()) >= 5, f"keys by replica: {counts}"
+    # Lookups through the balancer answer from the published snapshot.
+    for key in SNAPSHOT_KEYS[:20]:
+        with urllib.request.urlopen(f"{tier.lookup_url}/v1/datasets/tiny/predictions/{key}", timeout=10) as answer:
+            assert json.loads(answer.read())["score"] == pytest.approx(0.25)
+
+
+def test_keys_keep_their_replica_and_killing_replicas_under_load_fails_no_request(tier: ServingTier) -> None:
     s = get_settings()
+    keys_keep_their_replica(tier, s)  # (one tier for both: each start costs half a minute of CI)
     folder = tier.run_dir
     lookups = write_requests(folder / "lookups.tsv", [x for x in request_lines(s) if x[0] == "GET"])
     predicts = write_requests(folder / "predicts.tsv", [x for x in request_lines(s) if x[0] == "POST"])
@@ -116,26 +138,6 @@ def test_killing_a_lookup_and_a_realtime_replica_under_load_fails_no_request(tie
             f"{what} failed during the kills: {result}; HAProxy's abnormal requests:\n"
             + (folder / "haproxy.log").read_text(errors="replace")[-4000:])
     assert tier.server_status() == dict.fromkeys(("lookup1", "lookup2", "realtime1", "realtime2"), "UP")
-
-
-def test_predictions_with_the_same_entity_key_reach_the_same_replica(tier: ServingTier) -> None:
-    s = get_settings()
-    by_key: dict[str, set[str]] = {}
-    for _ in range(3):
-        for row in rows(s, 40):
-            request = urllib.request.Request(
-                f"{tier.realtime_url}/v1/datasets/tiny/predict", data=json.dumps(row).encode(),
-                headers={"Content-Type": "application/json", "X-Entity-Key": str(row["id"])})
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                assert answer.status == 200
-                by_key.setdefault(str(row["id"]), set()).add(answer.headers["X-Served-By"])
-    assert all(len(replicas) == 1 for replicas in by_key.values()), by_key
-    counts = {name: sum(1 for r in by_key.values() if r == {name}) for name in ("realtime1", "realtime2")}
-    assert min(counts.values()) >= 5, f"keys by replica: {counts}"
-    # Lookups through the balancer answer from the published snapshot.
-    for key in SNAPSHOT_KEYS[:20]:
-        with urllib.request.urlopen(f"{tier.lookup_url}/v1/datasets/tiny/predictions/{key}", timeout=10) as answer:
-            assert json.loads(answer.read())["score"] == pytest.approx(0.25)
 
 
 def replica_json(url: str) -> dict[str, object]:
