@@ -1,7 +1,7 @@
 """Batch scoring with real PySpark: local[*], and a standalone master with two workers on loopback where scoring
 that loses a worker (SIGKILL, mid-job) finishes with every row, scored as local[*] scores them (the executors
-ran on the workers; tests/integration/test_cluster.py runs the scoring DAG on such a cluster too); the README's `load_model` line, in
-a shell set up by `stack.sh env`, scores like the lookup serves."""
+ran on the workers; tests/integration/test_cluster.py runs the scoring DAG on such a cluster too); the
+README's `load_model` line, in a shell set up by `stack.sh env`, scores like the lookup serves."""
 
 from __future__ import annotations
 
