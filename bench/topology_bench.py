@@ -16,8 +16,8 @@ of two lookup and two real-time replicas. Then, with `wrk -t1 -c8` (bench/tier_r
   only after the restarted one serves again: failed requests (non-2xx and socket errors) over all the kills,
   and seconds until HAProxy has it back in rotation.
 
-The Celery figures (`celery_overhead_per_task_seconds`, `local_overhead_per_task_seconds`) need the
-CeleryExecutor topology, not built yet: they are null here.
+The executor figures (`celery_overhead_per_task_seconds`, `local_overhead_per_task_seconds`) come from
+bench/executor_overhead.py, which merges them into the same file; this bench keeps them.
 """
 
 from __future__ import annotations
@@ -121,8 +121,10 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "command": " ".join(["python bench/topology_bench.py", *sys.argv[1:]]),
         "load": f"wrk -t1 -c8 -d{args.duration}s, bench/tier_requests.lua",
-        "celery_overhead_per_task_seconds": None, "local_overhead_per_task_seconds": None,
     }
+    if args.out.exists():  # bench/executor_overhead.py's figures stay
+        kept = json.loads(args.out.read_text())
+        result.update({k: v for k, v in kept.items() if k.startswith(("celery_", "local_", "executor_"))})
     try:
         log("starting the serving tier")
         tier.start()
