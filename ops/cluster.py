@@ -162,8 +162,7 @@ class Cluster:
                 "AIRFLOW__API__PORT": str(self.ports["airflow"]),
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
                 "AIRFLOW__API_AUTH__JWT_SECRET": self.secrets["jwt"],
-                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-                "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "10"}
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"}
 
     def api(self) -> AirflowAPI:
         return AirflowAPI(self.airflow_url, "nightshift", self.secrets["password"])

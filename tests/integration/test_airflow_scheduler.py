@@ -61,7 +61,6 @@ def airflow(ingested: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "10",
         "NIGHTSHIFT_DRIFT_MIN_WINDOWS": "1",  # the first drifted day fires: one drift run shows the trigger
     })
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,

@@ -24,7 +24,9 @@ K8S_VERSION = "1.37.0"
 
 
 def manifests() -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all((CLUSTER / "k8s" / "nightshift.yaml").read_text()) if doc]
+    """Every document of every manifest kustomization.yaml applies."""
+    resources = yaml.safe_load((CLUSTER / "kustomization.yaml").read_text())["resources"]
+    return [doc for name in resources for doc in yaml.safe_load_all((CLUSTER / name).read_text()) if doc]
 
 
 def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -59,7 +61,25 @@ def test_the_manifests_use_the_suites_own_settings_names() -> None:
     fields = {f"NIGHTSHIFT_{name.upper()}" for name in Settings.model_fields}
     assert nightshift <= fields, f"not settings: {sorted(nightshift - fields)}"
     replicas = {d["metadata"]["name"]: d["spec"]["replicas"] for d in manifests() if d["kind"] == "StatefulSet"}
-    assert replicas == {"lookup": 2, "realtime": 2}
+    assert replicas == {"lookup": 2, "realtime": 2, "airflow-worker": 2, "airflow-gpu-worker": 0, "spark-worker": 2}
+
+
+def test_every_airflow_option_set_is_one_airflow_knows() -> None:
+    """AIRFLOW__<SECTION>__<KEY> in the manifests, the cluster topology and the local stack: a misspelt or moved
+    option (Airflow 3 moved many) is silently ignored by Airflow, so it is caught here."""
+    from airflow.configuration import conf
+
+    conf.load_providers_configuration()  # the Celery provider's [celery] section
+    known = {f"AIRFLOW__{section.upper()}__{key.upper()}" for section, spec in conf.configuration_description.items()
+             for key in spec.get("options", {})}
+    root = CLUSTER.parents[1]
+    resources = yaml.safe_load((CLUSTER / "kustomization.yaml").read_text())["resources"]
+    texts = [(path).read_text() for path in [*(CLUSTER / name for name in resources), root / "ops" / "cluster.py",
+                                             root / "infra" / "local" / "stack.sh"]]
+    used = set().union(*(re.findall(r"AIRFLOW__[A-Z_]+?__[A-Z_]+", text) for text in texts))
+    assert "AIRFLOW__CORE__EXECUTOR" in used
+    assert used <= known, f"not Airflow options: {sorted(used - known)}"
+    assert "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL" not in known  # (Airflow 3 moved it to [dag_processor])
 
 
 def haproxy_variables() -> set[str]:
