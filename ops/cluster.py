@@ -108,7 +108,7 @@ class Cluster:
     tier: ServingTier | None = None
 
     def __post_init__(self) -> None:
-        for name in ("airflow", "mlflow", "spark", "lookup", "realtime", "stats"):
+        for name in ("airflow", "mlflow", "spark", "spark_ui", "lookup", "realtime", "stats"):
             self.ports[name] = self.ports.get(name) or free_port(self.host)
         self.dir.mkdir(parents=True, exist_ok=True)
         secret_file = self.dir / "secrets.json"  # made once, never in the repo
@@ -244,7 +244,8 @@ class Cluster:
         env = {**self.settings_env(), "SPARK_HOME": str(spark_home())}
         spark_class = str(spark_home() / "bin" / "spark-class")
         self.start("spark-master", [spark_class, "org.apache.spark.deploy.master.Master", "--host", self.host,
-                                    "--port", str(self.ports["spark"]), "--webui-port", str(free_port(self.host))], env)
+                                    "--port", str(self.ports["spark"]), "--webui-port", str(self.ports["spark_ui"])],
+                   env)
         wait_for(lambda: self.log_says("spark-master", "I have been elected leader"), "the Spark master", 120,
                  lambda: self.alive("spark-master"))
         cores = max(1, (os.cpu_count() or 2) // self.spark_workers)
@@ -327,7 +328,8 @@ def _state(proc: Path) -> str:
 def from_environment() -> Cluster:
     """The cluster `make cluster` runs: fixed ports (NS_CLUSTER_*_PORT), NIGHTSHIFT_HOME (./.nightshift-cluster)."""
     home = Path(os.environ.get("NIGHTSHIFT_HOME", ROOT / ".nightshift-cluster")).resolve()
-    defaults = {"airflow": 8280, "mlflow": 5500, "spark": 7177, "lookup": 8100, "realtime": 8101, "stats": 8102}
+    defaults = {"airflow": 8280, "mlflow": 5500, "spark": 7177, "spark_ui": 8180, "lookup": 8100, "realtime": 8101,
+                "stats": 8102}
     ports = {k: int(os.environ.get(f"NS_CLUSTER_{k.upper()}_PORT", v)) for k, v in defaults.items()}
     return Cluster(home, dict(os.environ), pg=os.environ.get("NS_CLUSTER_PG", Cluster.pg),
                    broker=os.environ.get("NS_CLUSTER_BROKER", Cluster.broker), ports=ports)
@@ -360,14 +362,35 @@ def main() -> None:
     if api.wait(f"scoring__{dataset}", scoring, timeout=3600) != "success":
         raise SystemExit(f"scoring__{dataset} {scoring} failed: {api.failure(f'scoring__{dataset}', scoring)}")
     tier = cluster.serve()
+    key = example_key(dataset, day)
+    urls = {"Airflow UI": f"{cluster.airflow_url}/", "MLflow": f"{cluster.mlflow_url}/",
+            "Spark master UI": f"http://{cluster.host}:{cluster.ports['spark_ui']}/",
+            "Lookup": f"{tier.lookup_url}/v1/datasets/{dataset}/predictions/{key}",
+            "Lookup API docs": f"{tier.lookup_url}/docs", "Real-time API docs": f"{tier.realtime_url}/docs",
+            "HAProxy stats": f"http://{cluster.host}:{cluster.ports['stats']}/"}
+    broken = [f"{what} {url}" for what, url in urls.items() if not answers(url)]
+    if broken:
+        raise SystemExit("the cluster is up but these do not answer 200: " + ", ".join(broken))
     print(f"""
-The cluster is up (stop it: make cluster-down; logs: {cluster.dir / 'logs'})
-  Airflow UI        {cluster.airflow_url}   (user nightshift, password in {cluster.dir / 'secrets.json'})
-  MLflow            {cluster.mlflow_url}
-  Spark master      {cluster.spark_url}
-  Lookups (HAProxy) {tier.lookup_url}/v1/datasets/{dataset}/predictions/<key>
-  Predictions       {tier.realtime_url}/v1/datasets/{dataset}/predict   (X-Entity-Key picks the replica)
-  HAProxy stats     http://{cluster.host}:{cluster.ports['stats']}/""")
+The cluster is up, {dataset} scored as of {day} (stop it: make cluster-down; logs: {cluster.dir / 'logs'})
+  Airflow UI        {urls['Airflow UI']}   user nightshift, password in {cluster.dir / 'secrets.json'}
+  MLflow            {urls['MLflow']}
+  Spark master      {cluster.spark_url}   UI {urls['Spark master UI']}
+  Lookups (HAProxy) {tier.lookup_url}/docs   e.g.
+                    curl {urls['Lookup']}
+  Predictions       {tier.realtime_url}/docs   POST /v1/datasets/{dataset}/predict (X-Entity-Key picks the replica)
+  HAProxy stats     {urls['HAProxy stats']}   (Prometheus: /metrics)""")
+
+
+def example_key(dataset: str, day: date) -> str:
+    """An entity key of the scored data (the data date's first row), for the printed example; settings from the
+    environment (NIGHTSHIFT_HOME, NIGHTSHIFT_SPEC_DIR)."""
+    from nightshift import offline
+    from nightshift.settings import Settings
+
+    s = Settings()
+    frame = offline.read_partition(s.offline_dir, dataset, day)
+    return str(frame[s.spec(dataset).entity_key].iloc[0])
 
 
 def last_date(env: dict[str, str]) -> date:
