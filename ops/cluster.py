@@ -263,7 +263,11 @@ class Cluster:
         self.tier = ServingTier(self.dir / "tier", self.settings_env(), host=self.host,
                                 lookup_port=self.ports["lookup"], realtime_port=self.ports["realtime"],
                                 stats_port=self.ports["stats"])
-        self.tier.start()
+        try:
+            self.tier.start()
+        except BaseException:
+            self.tier.stop()  # nothing half-started is left behind
+            raise
         run = self.dir / "run"
         assert self.tier.haproxy is not None
         (run / "haproxy.pid").write_text(str(self.tier.haproxy.pid))
@@ -271,6 +275,12 @@ class Cluster:
             assert r.proc is not None
             (run / f"{r.name}.pid").write_text(str(r.proc.pid))
         return self.tier
+
+    def running(self) -> list[str]:
+        """The processes of run/*.pid that are alive."""
+        run = self.dir / "run"
+        return [p.stem for p in sorted(run.glob("*.pid"))
+                if _group_alive(int(p.read_text()))] if run.exists() else []
 
     def down(self) -> list[str]:
         """SIGTERM every process group of run/*.pid (SIGKILL after 30 s); the names stopped."""
@@ -344,6 +354,9 @@ def main() -> None:
     if args.action == "down":
         print("stopped: " + (", ".join(cluster.down()) or "nothing was running"))
         return
+    running = cluster.running()
+    if running:
+        raise SystemExit(f"the cluster is already running ({', '.join(running)}): make cluster-down first")
     cluster.up()
     env = cluster.settings_env()
     dataset = env.get("NIGHTSHIFT_DATASET", "flights")

@@ -184,10 +184,11 @@ class ServingTier:
         for r in self.all_replicas():
             wait_for(lambda r=r: r.ready(self.check_headers), f"replica {r.name} ready", timeout, r.alive)  # type: ignore[misc]
         env = {**os.environ, **self.haproxy_env()}
+        self.socket_path.unlink(missing_ok=True)  # an earlier HAProxy's socket file answers nobody
         self.haproxy = subprocess.Popen([haproxy, "-W", "-db", "-f", str(HAPROXY_CFG)], env=env,
                                         stdout=subprocess.DEVNULL, stderr=open(self.run_dir / "haproxy.log", "ab"),  # noqa: SIM115
                                         start_new_session=True)
-        wait_for(self.socket_path.exists, "haproxy's admin socket", 30, self._haproxy_alive)
+        wait_for(self._admin_answers, "haproxy's admin socket", 30, self._haproxy_alive)
         for r in self.all_replicas():
             self.wait_server(r.name, "UP", timeout)
 
@@ -195,6 +196,12 @@ class ServingTier:
         if self.haproxy is None or self.haproxy.poll() is not None:
             log = (self.run_dir / "haproxy.log").read_text(errors="replace")[-3000:]
             raise RuntimeError(f"haproxy is not running; {self.run_dir / 'haproxy.log'}:\n{log}")
+
+    def _admin_answers(self) -> bool:
+        try:
+            return bool(self.admin("show info"))
+        except OSError:
+            return False
 
     def admin(self, command: str) -> str:
         """One command on HAProxy's admin socket; its answer."""

@@ -234,5 +234,9 @@ def test_scoring_finishes_complete_when_a_spark_worker_is_killed_during_it(
         scored = outcome["scored"]
         assert isinstance(scored, dict) and scored["rows"] == 5400  # every row, once
         assert_scores_match(scored, expected, s.spec().target.threshold)
+        # The snapshot it publishes is complete: every key served, from that one snapshot.
+        snap = publish(Pipeline(s), scored, actor="test", log=quiet)
+        found = predstore.lookup(store.get_engine(s.store_uri), dataset="tiny", keys=expected.index.tolist())
+        assert len(found) == 5400 and {r["snapshot_id"] for r in found.values()} == {snap["snapshot_id"]}
         # The other worker finished the job: its executor ran tasks too.
         assert any("Running task" in p.read_text(errors="replace") for p in executor_logs(cluster.work[other]))
