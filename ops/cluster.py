@@ -103,6 +103,7 @@ class Cluster:
     spark_workers: int = 2
     executor: str = "CeleryExecutor"  # the LocalExecutor only for bench/executor_overhead.py's comparison
     dags_folder: Path = ROOT / "dags"
+    airflow_options: dict[str, str] = field(default_factory=dict)  # AIRFLOW__* over the topology's own
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     tier: ServingTier | None = None
@@ -162,7 +163,7 @@ class Cluster:
                 "AIRFLOW__API__PORT": str(self.ports["airflow"]),
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
                 "AIRFLOW__API_AUTH__JWT_SECRET": self.secrets["jwt"],
-                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"}
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5", **self.airflow_options}
 
     def api(self) -> AirflowAPI:
         return AirflowAPI(self.airflow_url, "nightshift", self.secrets["password"])

@@ -40,7 +40,10 @@ def cluster(ingested: Settings, tmp_path: Path) -> Iterator[Cluster]:
     broker = "redis://127.0.0.1:6379/11"
     redis.Redis.from_url(broker).flushdb()  # no task left queued by an earlier run
     env = {**os.environ, **TINY_ENV}
-    topology = Cluster(ingested.home, env, prefix=f"ns_cluster_{os.getpid()}", broker=broker)
+    # A lost worker's task found after 15 s without heartbeat and retried 3 s later (the topology: 30 s, 15 s).
+    quicker = {"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
+               "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "3"}
+    topology = Cluster(ingested.home, env, prefix=f"ns_cluster_{os.getpid()}", broker=broker, airflow_options=quicker)
     topology.drop_databases()
     try:
         topology.up(log=lambda *_: None)
