@@ -143,7 +143,9 @@ def nightly_dag(dataset: str, settings: Settings) -> Any:
         validation = validate(ingested)  # type: ignore[arg-type]
         candidate = train(ingested)  # type: ignore[arg-type]
         validation >> candidate  # type: ignore[operator]  # nothing trains on data that failed validation
-        promote(ingested, evaluate(ingested, candidate, validation))  # type: ignore[arg-type]
+        promoted = promote(ingested, evaluate(ingested, candidate, validation))  # type: ignore[arg-type]
+        # A train that skips (nothing to train) skips evaluate and promote in one pass, not one after the other.
+        candidate >> promoted  # type: ignore[operator]
 
     return nightly()
 

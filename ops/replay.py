@@ -164,8 +164,9 @@ class DagTestRunner:
 
         from airflow.dag_processing.dagbag import DagBag
 
-        # A fresh parse per run: dag.test() leaves a run's conf in the DAG object's params.
-        dag = DagBag(str(self.dag_folder)).get_dag(dag_id(kind, self.ctx.dataset))
+        # A fresh parse per run (dag.test() leaves a run's conf in the DAG object's params), of the one file
+        # that defines this kind's DAGs.
+        dag = DagBag(str(self.dag_folder / f"{kind}.py")).get_dag(dag_id(kind, self.ctx.dataset))
         run = dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC), run_conf=conf)
         state = str(getattr(run.state, "value", run.state))
         if kind == "nightly":

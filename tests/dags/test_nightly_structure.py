@@ -52,7 +52,7 @@ def test_nightly_structure(airflow_home, monkeypatch):  # type: ignore[no-untype
     edges = {(u, t.task_id) for t in dag.tasks for u in t.upstream_task_ids}
     assert edges == {("ingest", "validate"), ("validate", "train"), ("validate", "evaluate"),
                      ("ingest", "train"), ("ingest", "evaluate"), ("train", "evaluate"), ("evaluate", "promote"),
-                     ("ingest", "promote")}
+                     ("ingest", "promote"), ("train", "promote")}
     assert all(t.retries == 1 for t in dag.tasks)  # validation failures skip retries (AirflowFailException)
     outlets = [o.uri for o in dag.get_task("promote").outlets]
     assert outlets == ["nightshift://registry/tiny/champion"]
