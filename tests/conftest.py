@@ -123,7 +123,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 
 # The longest tests (minutes each; BENCHMARKS.md "Start-up and CI"), longest first.
-LONGEST = ("tests/dags/test_replay.py", "tests/integration/test_airflow_scheduler.py")
+LONGEST = ("tests/dags/test_replay.py", "tests/integration/test_cluster.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
