@@ -161,8 +161,8 @@ def test_two_datasets_through_celery_and_spark_survive_a_lost_worker(cluster: Cl
     keys = offline.read_partition(ingested.offline_dir, "tiny", date(2013, 2, 10))["id"].astype(str)
     for key in keys.iloc[:20]:
         status, body, replica = lookup(f"{tier.lookup_url}/v1/datasets/tiny/predictions/{key}")
-        assert status == 200 and (body["model"]["version"], body["snapshot"]["id"], body["snapshot"]["run_id"]) == \
-            ("1", snap["id"], scoring), body
+        assert status == 200 and (body["model"], body["snapshot"]["id"], body["snapshot"]["run_id"]) == \
+            ({"name": "nightshift-tiny", "version": "1"}, snap["id"], scoring), body
         served_by.add(replica)
     assert served_by == {"lookup1", "lookup2"}
     status, body, _ = lookup(f"{tier.lookup_url}/v1/datasets/shop/predictions/o-000001")
