@@ -29,10 +29,18 @@ log = logging.getLogger(__name__)
 
 def datasets() -> dict[str, Settings]:
     """Each dataset of the spec folders with its own settings (Settings.for_dataset): one DAG of each kind
-    per dataset. Parsing reads the YAML specs and nothing else; a spec that does not load is logged (the
-    DAG processor's log) and gets no DAGs, so one broken spec does not take the others' DAGs down."""
+    per dataset, or per dataset `NIGHTSHIFT_DAG_DATASETS` names. Parsing reads the YAML specs and nothing
+    else; a spec that does not load (or a name with no spec) is logged (the DAG processor's log) and gets no
+    DAGs, so one broken spec does not take the others' DAGs down."""
     base = get_settings()
     specs, errors = load_all(base.spec_dir)
+    if wanted := base.dag_dataset_names:
+        for name in wanted:
+            if name not in specs and name not in errors:
+                errors[name] = (f"NIGHTSHIFT_DAG_DATASETS names it, but no spec folder has it (known: "
+                                f"{', '.join(sorted(specs)) or 'none'})")
+        specs = {name: specs[name] for name in wanted if name in specs}
+        errors = {name: error for name, error in errors.items() if name in wanted}
     out = {}
     for name, spec in specs.items():
         try:

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     registry_retries: int = Field(2, ge=0, le=10)
     registry_prefix: str = "nightshift-"
     spec_dir: Path | None = None  # extra dataset specs (*.yaml) beside the packaged ones
+    # The datasets that get DAGs, comma-separated names; empty: every dataset of the spec folders. A deployment
+    # of its own specs names them here to leave the packaged examples (flights, mpls_stops, tiny) unscheduled.
+    dag_datasets: str = ""
 
     # The address the suite's own servers listen on (make up's services, a local Spark driver and its UI):
     # this machine only by default; 0.0.0.0 opens them to the network.
@@ -200,6 +203,11 @@ class Settings(BaseSettings):
     def artifact_root(self) -> str:
         """Where new MLflow experiments put their artifacts."""
         return self.mlflow_artifact_root or str(self.home / "mlartifacts")
+
+    @property
+    def dag_dataset_names(self) -> list[str]:
+        """The datasets `dag_datasets` names, in its order; empty: every one."""
+        return [name.strip() for name in self.dag_datasets.split(",") if name.strip()]
 
     def spec(self, dataset: str | None = None) -> DatasetSpec:
         """The dataset spec of `dataset` (default: the configured one)."""

@@ -562,8 +562,13 @@ def datasets() -> None:
             window = s.for_dataset(specs[name]).schedule_window()
         except ValueError as exc:
             window = f"[red]{escape(str(exc).splitlines()[0])}[/red]"
-        t.add_row(label, ", ".join(dag_id(k, name) for k in DAG_KINDS), window, str(path))
+        dags = ", ".join(dag_id(k, name) for k in DAG_KINDS)
+        if s.dag_dataset_names and name not in s.dag_dataset_names:
+            dags = "none: not in NIGHTSHIFT_DAG_DATASETS"
+        t.add_row(label, dags, window, str(path))
     console.print(t)
+    if unknown := [n for n in s.dag_dataset_names if n not in specs and n not in errors]:
+        console.print(f"[red]NIGHTSHIFT_DAG_DATASETS names datasets with no spec: {escape(', '.join(unknown))}[/red]")
 
 
 @app.command("spec-reference")

@@ -34,10 +34,13 @@ def run_dag(airflow_home: Path, ns_home: Path, dag_id: str, day: str, conf: dict
     """dag.test() in a fresh process on the tiny dataset; returns {"state", "tasks", "log"}.
 
     `dag_id` may be a kind (nightly, scoring, drift): the DAG of that kind of NIGHTSHIFT_DATASET (tiny).
+    Only the DAGs of the run's dataset are parsed and synced (NIGHTSHIFT_DAG_DATASETS), as a deployment of
+    one dataset would.
     """
     env = airflow_env(airflow_home, **tiny_env(ns_home, **extra))
     if "__" not in dag_id:
         dag_id = f"{dag_id}__{env['NIGHTSHIFT_DATASET']}"
+    env.setdefault("NIGHTSHIFT_DAG_DATASETS", dag_id.split("__", 1)[1])
     args = [sys.executable, str(ROOT / "tests" / "dags" / "run_dag.py"), str(DAGS), dag_id, day]
     if conf:
         args.append(json.dumps(conf))

@@ -15,7 +15,7 @@ def parse(airflow_home, **extra):  # type: ignore[no-untyped-def]
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "dags" / "probe_parse.py"), str(DAGS)],
                           env=airflow_env(airflow_home, **extra), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "log": proc.stdout + proc.stderr}
 
 
 def test_dag_folder_parses_without_db_queries_lookups_or_heavy_imports(airflow_home):  # type: ignore[no-untyped-def]
@@ -38,6 +38,15 @@ def test_a_spec_folder_adds_its_datasets_dags_and_a_broken_spec_takes_down_only_
     assert {d for d in out["dags"] if d.endswith("__shop")} == {"nightly__shop", "scoring__shop", "drift__shop"}
     assert not [d for d in out["dags"] if "broken" in d]
     assert "nightly__flights" in out["dags"] and "nightly__tiny" in out["dags"]
+    assert "dataset broken gets no DAGs" in out["log"]
+
+    # NIGHTSHIFT_DAG_DATASETS keeps the DAGs of the datasets it names (the bundled ones it leaves out get none)
+    # and names in the log what it names but no folder has.
+    out = parse(airflow_home, NIGHTSHIFT_SPEC_DIR=str(tmp_path), NIGHTSHIFT_DAG_DATASETS="shop, tiny,nope")
+    assert out["import_errors"] == {}
+    assert out["dags"] == [f"{kind}__{name}" for kind in ("drift", "nightly", "scoring") for name in ("shop", "tiny")]
+    assert "dataset nope gets no DAGs: NIGHTSHIFT_DAG_DATASETS names it, but no spec folder has it" in out["log"]
+    assert "dataset broken gets no DAGs" not in out["log"]
 
 
 def test_nightly_structure(airflow_home, monkeypatch):  # type: ignore[no-untyped-def]

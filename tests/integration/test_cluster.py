@@ -57,6 +57,7 @@ def cluster(ingested: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     broker = "redis://127.0.0.1:6379/11"
     redis.Redis.from_url(broker).flushdb()  # no task left queued by an earlier run
     env = {**os.environ, **TINY_ENV, "NIGHTSHIFT_SPEC_DIR": str(specs),
+           "NIGHTSHIFT_DAG_DATASETS": "tiny,shop",  # the two datasets it serves: the bundled others get no DAGs
            "NIGHTSHIFT_DRIFT_MIN_WINDOWS": "1"}  # the first drifted day fires: one drift run shows the trigger
     # A lost worker's task found after 15 s without heartbeat and retried 3 s later (the topology: 30 s, 15 s).
     quicker = {"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
@@ -152,6 +153,7 @@ def test_two_datasets_through_celery_and_spark_survive_a_lost_worker(cluster: Cl
     assert api.wait("scoring__shop", shop_scoring, timeout=900, log=log) == "success", \
         api.failure("scoring__shop", shop_scoring)
     assert len(api._call("GET", "/dags/scoring__tiny/dagRuns")["dag_runs"]) == 1  # tiny's was not rerun
+    assert {d["dag_id"].split("__")[1] for d in api._call("GET", "/dags")["dags"]} == {"tiny", "shop"}
     shop_snap = predstore.current_snapshot(engine, dataset="shop")
     assert shop_snap is not None and shop_snap["model_name"] == "nightshift-shop" and shop_snap["row_count"] == 6000
 

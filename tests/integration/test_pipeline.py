@@ -139,3 +139,21 @@ def test_too_little_history_is_a_clear_error(settings: Settings) -> None:
     with pytest.raises(ValueError, match=r"needs at least 5; ingest those dates first \(nightshift --dataset tiny "
                                          r"ingest 2013-02-01 --end 2013-02-21\)"):
         train(Pipeline(settings), date(2013, 2, 28), log=quiet)
+
+
+def test_the_smoke_check_reports_a_model_that_does_not_load_or_answer(settings: Settings) -> None:
+    import multiprocessing
+    import os
+
+    import pandas as pd
+
+    from registry import smoke
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLFLOW_REGISTRY_URI": settings.tracking_uri}
+    sample = pd.DataFrame({"x1": [0.5]})
+    missing = smoke.smoke_check("models:/nightshift-tiny/7", sample, env)
+    assert not missing["loaded"] and "not found" in missing["error"], missing
+    # A check that does not answer in time is a failed check, and its process is gone.
+    slow = smoke.smoke_check("models:/nightshift-tiny/7", sample, env, timeout_s=0.001)
+    assert slow == {"loaded": False, "error": "timed out after 0.001 s"}
+    assert not [p for p in multiprocessing.active_children() if p.name == "nightshift-smoke"]
