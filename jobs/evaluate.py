@@ -6,9 +6,14 @@ an artifact of the candidate's run; the return value says whether the promote st
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -19,7 +24,7 @@ from jobs.context import Pipeline
 from nightshift.metrics import auc_and_log_loss, slice_aucs
 from nightshift.settings import Settings
 from nightshift.spec import DatasetSpec
-from registry import aliases, smoke
+from registry import aliases
 from registry.gates import Decision, HoldoutMetrics, Policy, Smoke, decide
 from registry.tracking import model_uri, run_model_uri
 
@@ -45,11 +50,20 @@ def metrics_of(p: np.ndarray, spec: DatasetSpec, frame: pd.DataFrame, y: np.ndar
 
 
 def smoke_check(uri: str, sample: pd.DataFrame, settings: Settings) -> Smoke:
-    """Load and predict in a fresh process (registry/smoke.py); a failure is a result, not an exception."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLFLOW_REGISTRY_URI": settings.tracking_uri}
-    out = smoke.smoke_check(uri, sample, env)
-    if not out["loaded"]:
-        return Smoke(loaded=False, error=out["error"])
+    """Load and predict in a fresh Python process; a failure is a result, not an exception."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sample.parquet"
+        sample.to_parquet(path, index=False)
+        env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri,
+               "MLFLOW_REGISTRY_URI": settings.tracking_uri}
+        try:
+            proc = subprocess.run([sys.executable, "-m", "registry.smoke", uri, str(path)], env=env,
+                                  capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired:
+            return Smoke(loaded=False, error="timed out after 600 s")
+    if proc.returncode != 0:
+        return Smoke(loaded=False, error=(proc.stderr.strip().splitlines() or ["exit " + str(proc.returncode)])[-1])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
     return Smoke(loaded=True, nan_count=out["nan_count"], latency_ms=out["latency_ms"], rows=out["rows"])
 
 
