@@ -15,5 +15,5 @@ def main(folder: str, dag_id: str, day: str, conf: str | None = None) -> None:
     print("RESULT " + json.dumps({"state": str(run.state), "tasks": states}))
 
 
-if __name__ == "__main__":  # tasks run in this process, and the smoke check's forkserver imports it again
+if __name__ == "__main__":
     main(*sys.argv[1:])

@@ -141,7 +141,6 @@ def test_too_little_history_is_a_clear_error(settings: Settings) -> None:
         train(Pipeline(settings), date(2013, 2, 28), log=quiet)
 
 
-
 def test_the_smoke_check_reports_a_model_that_does_not_load(settings: Settings) -> None:
     import pandas as pd
 
